@@ -1,0 +1,54 @@
+/*
+ * Every limit in Tessera, each with its reason (STYLE R19).
+ *
+ * Going over a limit returns an explicit error (usually TS_ETOOBIG or TS_EFULL);
+ * nothing grows silently. Relations between limits are checked at compile time below.
+ * Names end in the unit, then _max or _min.
+ */
+#ifndef TS_CORE_UTIL_LIMITS_H
+#define TS_CORE_UTIL_LIMITS_H
+
+/* Keys are paths and identifiers (etcd and ZooKeeper keys are rarely above a few
+ * hundred bytes). 1 KiB keeps at least three keys in a 4 KiB B-tree branch page, so
+ * the tree's fan-out and height stay bounded without key overflow pages. */
+#define TS_KEY_BYTES_MAX 1024u
+
+/* Values are configuration blobs and small records. 1 MiB matches what the B-tree's
+ * overflow pages are sized for and stays below etcd's 1.5 MiB request default. */
+#define TS_VALUE_BYTES_MAX (1024u * 1024u)
+
+/* One frame on the wire: a length prefix and one FlatBuffers message. It must carry the
+ * largest single put with room for its envelope, and bounds the memory a peer can make
+ * a connection buffer. Raft batches and snapshot chunks are cut to fit. */
+#define TS_FRAME_BYTES_MAX (8u * 1024u * 1024u)
+
+/* Envelope allowance: everything in a frame besides one key and one value (tables,
+ * vtables, headers, a range descriptor). */
+#define TS_FRAME_OVERHEAD_BYTES_MAX (16u * 1024u)
+
+/* Nesting depth of tables in a message. Tessera's deepest message is about eight
+ * levels (Message > Response > TxnResponse > TxnOpResult > RangeResponse > KeyValue);
+ * 32 leaves room and is below the FlatBuffers C++ verifier's 64, so Tessera never
+ * accepts a buffer that verifier rejects for depth. */
+#define TS_PROTO_DEPTH_MAX 32u
+
+/* Tables visited while verifying one message, which bounds verification time even
+ * when offsets share sub-objects. Equal to the FlatBuffers C++ verifier's default. */
+#define TS_PROTO_TABLES_MAX 1000000u
+
+/* Distinct vtables the builder remembers for deduplication per message. Tessera's
+ * messages use a handful of shapes; a miss only costs a few bytes. */
+#define TS_PROTO_VTABLE_CACHE_MAX 32u
+
+/* Fields a single table may declare (vtable slots). */
+#define TS_PROTO_FIELDS_MAX 64u
+
+_Static_assert(TS_FRAME_BYTES_MAX >=
+                   2 * (TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX + TS_FRAME_OVERHEAD_BYTES_MAX),
+               "a frame must hold a put of the largest key and value, twice over "
+               "(a response may carry the previous value as well)");
+_Static_assert(TS_FRAME_BYTES_MAX < (1u << 31), "FlatBuffers offsets are below 2^31");
+_Static_assert(TS_PROTO_DEPTH_MAX <= 64, "never looser than the C++ verifier's depth");
+_Static_assert(TS_PROTO_TABLES_MAX <= 1000000, "never looser than the C++ verifier");
+
+#endif

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian package that Tessera's build, tests and benchmarks use.
+# Idempotent: packages already present are left alone. Nothing is fetched any
+# other way than apt. Run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+    # build
+    build-essential cmake ninja-build pkg-config git
+    clang libclang-rt-14-dev llvm
+    # libraries
+    liburing-dev libjemalloc-dev libcriterion-dev
+    # wire format: flatc is the schema's authority; C++ headers and the Python
+    # runtime are used by the conformance tests only
+    flatbuffers-compiler libflatbuffers-dev python3 python3-flatbuffers
+    # benchmarks: comparison anchors
+    fio redis-server redis-tools liblmdb-dev lmdb-utils
+    # tools used by the test and bench scripts
+    procps iproute2 valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all ${#packages[@]} packages present"
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    SUDO="sudo"
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
