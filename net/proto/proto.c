@@ -515,21 +515,64 @@ void proto_json_bool(struct proto_json *j, bool v)
     proto_json_raw(j, v ? "true" : "false", v ? 4 : 5);
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2;
+        cp = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3;
+        cp = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n) {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    bool overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    bool surrogate = cp >= 0xd800 && cp <= 0xdfff;
+    return overlong || surrogate || cp > 0x10ffff ? 0 : len;
+}
+
+/* Valid UTF-8 passes through; control characters are escaped; a byte that is not part
+ * of valid UTF-8 is written as \u00XX (lossy, but the output stays valid JSON). */
 void proto_json_str(struct proto_json *j, const char *s, size_t n)
 {
+    const unsigned char *u = (const unsigned char *)s;
     json_comma(j);
     proto_json_raw(j, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
         char esc[8];
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             proto_json_raw(j, esc, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            proto_json_raw(j, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c));
+            i++;
+        } else if (c >= 0x20 && c < 0x7f) {
+            proto_json_raw(j, s + i, 1);
+            i++;
         } else {
-            proto_json_raw(j, (const char *)&c, 1);
+            size_t len = c >= 0x80 ? utf8_seq(u + i, n - i) : 0;
+            if (len > 0) {
+                proto_json_raw(j, s + i, len);
+                i += len;
+            } else {
+                proto_json_raw(j, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c));
+                i++;
+            }
         }
     }
     proto_json_raw(j, "\"", 1);

@@ -119,10 +119,13 @@ static inline uint8_t *proto_reserve(struct proto_builder *b, uint32_t n, uint32
     return p;
 }
 
-/* Begins a table. No other table may be in progress. */
-static inline void proto_table_begin(struct proto_builder *b)
+/* Begins a table whose largest inline field has alignment `align`. No other table may be
+ * in progress. Padding to that alignment first (outside the table) makes the layout of a
+ * table depend only on the fields added, so tables of one shape share one vtable. */
+static inline void proto_table_begin(struct proto_builder *b, uint32_t align)
 {
     b->in_table = true;
+    (void)proto_reserve(b, 0, align); /* an error is sticky and surfaces at the end */
     b->table_begin = b->size;
     b->field_mask = 0;
 }

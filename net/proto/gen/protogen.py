@@ -227,9 +227,10 @@ def gen_table_reader(o, t):
 
 def gen_table_builder(o, t):
     n = PREFIX + sn(t.name)
+    align = max([4] + [f.type.align() for f in t.fields if f.type.kind in ("scalar", "enum", "struct")])
     o("static inline void %s_begin(struct proto_builder *b)" % n)
     o("{")
-    o("    proto_table_begin(b);")
+    o("    proto_table_begin(b, %d);" % align)
     o("}")
     for f in t.fields:
         if f.deprecated:
