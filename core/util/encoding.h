@@ -81,7 +81,8 @@ static inline size_t ts_varint_len(uint64_t v)
 
 /*
  * Reads a varint from src[0..len). Returns the bytes consumed (> 0), or -1 when the
- * input ends inside the varint, is longer than 10 bytes, or overflows 64 bits. Borrows
+ * input ends inside the varint, is longer than 10 bytes, overflows 64 bits, or is
+ * overlong (a final zero byte after the first: every value has one encoding). Borrows
  * src.
  */
 static inline int ts_varint_get(const uint8_t *src, size_t len, uint64_t *out)
@@ -94,6 +95,9 @@ static inline int ts_varint_get(const uint8_t *src, size_t len, uint64_t *out)
         }
         v |= (b & 0x7f) << (7 * i);
         if ((b & 0x80) == 0) {
+            if (b == 0 && i > 0) {
+                return -1; /* overlong: one value, one encoding */
+            }
             *out = v;
             return (int)(i + 1);
         }

@@ -43,6 +43,13 @@
 /* Fields a single table may declare (vtable slots). */
 #define TS_PROTO_FIELDS_MAX 64u
 
+/* The longest log line, newline included. Equal to Linux's PIPE_BUF, the largest write a
+ * pipe guarantees to be atomic, so lines from different threads never interleave; it
+ * also fits a message quoting a key of TS_KEY_BYTES_MAX with room for the prefix.
+ * (Checked against PIPE_BUF in log.c.) */
+#define TS_LOG_LINE_BYTES_MAX 4096u
+
+_Static_assert(TS_LOG_LINE_BYTES_MAX > 2 * TS_KEY_BYTES_MAX, "a log line can quote a key");
 _Static_assert(TS_FRAME_BYTES_MAX >=
                    2 * (TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX + TS_FRAME_OVERHEAD_BYTES_MAX),
                "a frame must hold a put of the largest key and value, twice over "
