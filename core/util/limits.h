@@ -49,6 +49,31 @@
  * (Checked against PIPE_BUF in log.c.) */
 #define TS_LOG_LINE_BYTES_MAX 4096u
 
+/* WAL segment size. Large enough that creating a segment (open, allocate, fsync of the
+ * directory) is rare, small enough that compaction frees space promptly. */
+#define TS_WAL_SEGMENT_BYTES_DEFAULT (64ull * 1024 * 1024)
+#define TS_WAL_SEGMENT_BYTES_MIN (64ull * 1024)
+
+/* Bytes staged in memory or being written, per shard. Over it appends get TS_EFULL
+ * (back-pressure) instead of memory growing while the disk is slow. */
+#define TS_WAL_INFLIGHT_BYTES_MAX (64u * 1024 * 1024)
+
+/* Recent log kept in memory per shard for replication and watch replay reads. */
+#define TS_WAL_CACHE_BYTES_DEFAULT (16u * 1024 * 1024)
+
+/* One entry's data: a Raft entry carries one client request, so a frame bounds it. */
+#define TS_WAL_ENTRY_BYTES_MAX TS_FRAME_BYTES_MAX
+
+/* Raft groups one shard's WAL tracks. Each new segment begins with one 80-byte state
+ * record per group, which must leave room for the largest entry. */
+#define TS_WAL_GROUPS_MAX 100000u
+
+_Static_assert(TS_WAL_INFLIGHT_BYTES_MAX >= 2 * (TS_WAL_ENTRY_BYTES_MAX + 64),
+               "two of the largest entries can be staged while one is written");
+_Static_assert(TS_WAL_SEGMENT_BYTES_DEFAULT >=
+                   TS_WAL_GROUPS_MAX * 80ull + TS_WAL_ENTRY_BYTES_MAX + 4096,
+               "a fresh segment holds every group's state and the largest entry");
+
 _Static_assert(TS_LOG_LINE_BYTES_MAX > 2 * TS_KEY_BYTES_MAX, "a log line can quote a key");
 _Static_assert(TS_FRAME_BYTES_MAX >=
                    2 * (TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX + TS_FRAME_OVERHEAD_BYTES_MAX),
