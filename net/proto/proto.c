@@ -257,134 +257,31 @@ int proto_builder_finish(struct proto_builder *b, proto_ref root, const char *id
 
 /* ------------------------------------------------------------------ verifier */
 
-int proto_vf_fail(struct proto_verifier *v, const char *type, const char *field,
-                  const char *what, uint32_t pos)
+void proto_vf_report(struct proto_verifier *v, const char *type, const char *field,
+                     const char *what, uint32_t pos)
 {
     if (v->errmsg != NULL && v->errmsg_bytes > 0) {
         snprintf(v->errmsg, v->errmsg_bytes, "%s%s%s: %s (offset %" PRIu32 ")", type,
                  field != NULL ? "." : "", field != NULL ? field : "", what, pos);
     }
-    return TS_EPROTO;
-}
-
-int proto_vf_table(struct proto_verifier *v, uint32_t tab, uint32_t depth, struct proto_vt *t,
-                   const char *type)
-{
-    if (depth > TS_PROTO_DEPTH_MAX) {
-        return proto_vf_fail(v, type, NULL, "nested too deep", tab);
-    }
-    if (++v->tables > TS_PROTO_TABLES_MAX) {
-        return proto_vf_fail(v, type, NULL, "too many tables", tab);
-    }
-    if ((tab & 3) != 0 || (uint64_t)tab + 4 > v->len) {
-        return proto_vf_fail(v, type, NULL, "table misaligned or out of bounds", tab);
-    }
-    int64_t vt = (int64_t)tab - (int32_t)ts_load_le32(v->buf + tab);
-    if (vt < 0 || (vt & 1) != 0 || vt + 4 > (int64_t)v->len) {
-        return proto_vf_fail(v, type, NULL, "vtable misaligned or out of bounds", tab);
-    }
-    uint32_t vt_bytes = ts_load_le16(v->buf + vt);
-    uint32_t tab_bytes = ts_load_le16(v->buf + vt + 2);
-    if (vt_bytes < 4 || (vt_bytes & 1) != 0 || vt + vt_bytes > (int64_t)v->len) {
-        return proto_vf_fail(v, type, NULL, "bad vtable size", (uint32_t)vt);
-    }
-    if (tab_bytes < 4 || (uint64_t)tab + tab_bytes > v->len) {
-        return proto_vf_fail(v, type, NULL, "bad table size", tab);
-    }
-    *t = (struct proto_vt){.tab = tab, .vt = (uint32_t)vt, .vt_bytes = vt_bytes,
-                           .tab_bytes = tab_bytes};
-    return 0;
-}
-
-int proto_vf_inline(struct proto_verifier *v, const struct proto_vt *t, uint32_t voff,
-                    uint32_t bytes, uint32_t align, const char *type, const char *field)
-{
-    uint32_t off = proto_vt_off(v, t, voff);
-    if (off == 0) {
-        return 0;
-    }
-    if (off < 4 || off + bytes > t->tab_bytes) {
-        return proto_vf_fail(v, type, field, "field outside its table", t->tab + off);
-    }
-    if (((t->tab + off) & (align - 1)) != 0) {
-        return proto_vf_fail(v, type, field, "field misaligned", t->tab + off);
-    }
-    return 0;
-}
-
-int proto_vf_offset_at(struct proto_verifier *v, uint32_t pos, uint32_t *target,
-                       const char *type, const char *field)
-{
-    if ((pos & 3) != 0 || (uint64_t)pos + 4 > v->len) {
-        return proto_vf_fail(v, type, field, "offset misaligned or out of bounds", pos);
-    }
-    uint32_t o = ts_load_le32(v->buf + pos);
-    if (o == 0 || o >= (1u << 31) || (uint64_t)pos + o >= v->len) {
-        return proto_vf_fail(v, type, field, "offset zero or out of bounds", pos);
-    }
-    *target = pos + o;
-    return 0;
-}
-
-int proto_vf_offset(struct proto_verifier *v, const struct proto_vt *t, uint32_t voff,
-                    uint32_t *target, const char *type, const char *field)
-{
-    *target = 0;
-    uint32_t off = proto_vt_off(v, t, voff);
-    if (off == 0) {
-        return 0;
-    }
-    if (off < 4 || off + 4 > t->tab_bytes) {
-        return proto_vf_fail(v, type, field, "field outside its table", t->tab + off);
-    }
-    return proto_vf_offset_at(v, t->tab + off, target, type, field);
-}
-
-int proto_vf_vector(struct proto_verifier *v, uint32_t pos, uint32_t elem_bytes, uint32_t align,
-                    uint32_t *count, const char *type, const char *field)
-{
-    if ((pos & 3) != 0 || (uint64_t)pos + 4 > v->len) {
-        return proto_vf_fail(v, type, field, "vector misaligned or out of bounds", pos);
-    }
-    uint32_t n = ts_load_le32(v->buf + pos);
-    uint64_t end = (uint64_t)pos + 4 + (uint64_t)n * elem_bytes;
-    if (end > v->len) {
-        return proto_vf_fail(v, type, field, "vector longer than the buffer", pos);
-    }
-    /* FlatBuffers' own builders do not align the elements of an empty vector. */
-    if (n > 0 && ((pos + 4) & (align - 1)) != 0) {
-        return proto_vf_fail(v, type, field, "vector elements misaligned", pos);
-    }
-    *count = n;
-    return 0;
-}
-
-int proto_vf_string(struct proto_verifier *v, uint32_t pos, const char *type, const char *field)
-{
-    if ((pos & 3) != 0 || (uint64_t)pos + 4 > v->len) {
-        return proto_vf_fail(v, type, field, "string misaligned or out of bounds", pos);
-    }
-    uint32_t n = ts_load_le32(v->buf + pos);
-    uint64_t nul = (uint64_t)pos + 4 + n;
-    if (nul >= v->len) {
-        return proto_vf_fail(v, type, field, "string longer than the buffer", pos);
-    }
-    if (v->buf[nul] != 0) {
-        return proto_vf_fail(v, type, field, "string not terminated", pos);
-    }
-    return 0;
 }
 
 int proto_vf_buffer(struct proto_verifier *v, const uint8_t *buf, size_t len, bool frame,
                     const char *identifier, uint32_t *root)
 {
     v->buf = buf;
-    v->tables = 0;
+    v->tables_left = 0;
+    v->bytes_left = 0;
     if (len > TS_FRAME_BYTES_MAX) {
         v->len = 0;
         return proto_vf_fail(v, "buffer", NULL, "larger than the frame limit", 0);
     }
     v->len = (uint32_t)len;
+    v->tables_left = (uint32_t)(len / 8 + 1);
+    if (v->tables_left > TS_PROTO_TABLES_MAX) {
+        v->tables_left = TS_PROTO_TABLES_MAX;
+    }
+    v->bytes_left = 4 * (uint64_t)len;
     uint32_t start = 0;
     if (frame) {
         if (len < PROTO_FRAME_HEADER_BYTES || ts_load_le32(buf) != len - PROTO_FRAME_HEADER_BYTES) {

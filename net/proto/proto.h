@@ -49,6 +49,7 @@
 #define TS_NET_PROTO_PROTO_H
 
 #include "core/util/encoding.h"
+#include "core/util/err.h"
 #include "core/util/limits.h"
 #include "core/util/mem.h"
 
@@ -360,10 +361,23 @@ static inline bool proto_vec_bool_at(struct proto_vec v, uint32_t i)
 
 /* ------------------------------------------------------------------ verifier */
 
+/*
+ * The checks are inline (and forced so): the generated verifiers call them for every
+ * field, and out-of-line calls cost more than the checks themselves. Only the error
+ * path (formatting the message) is out of line and cold.
+ *
+ * Besides the FlatBuffers C++ verifier's rules, the work a frame can cause is bounded
+ * by its size: at most len / 8 + 1 tables (each table needs its own 4-byte soffset and a
+ * 4-byte offset to it, so only shared sub-tables exceed that), and at most 4 * len
+ * bytes of vectors and strings visited (sharing one value many times is refused). A
+ * small frame can then neither make verification slow nor make its readers copy or
+ * print far more than it holds.
+ */
 struct proto_verifier {
     const uint8_t *buf;
     uint32_t len;
-    uint32_t tables;
+    uint32_t tables_left;
+    uint64_t bytes_left;
     char *errmsg;       /* may be NULL */
     size_t errmsg_bytes;
 };
@@ -376,39 +390,160 @@ struct proto_vt {
     uint32_t tab_bytes;
 };
 
-/* Records "where: what (offset N)" in v->errmsg and returns TS_EPROTO. */
-int proto_vf_fail(struct proto_verifier *v, const char *type, const char *field,
-                  const char *what, uint32_t pos);
+#define PROTO_VF_INLINE static inline __attribute__((always_inline))
 
-int proto_vf_table(struct proto_verifier *v, uint32_t tab, uint32_t depth, struct proto_vt *t,
-                   const char *type);
+/* Writes "where: what (offset N)" into v->errmsg. */
+__attribute__((cold, noinline)) void proto_vf_report(struct proto_verifier *v, const char *type,
+                                                     const char *field, const char *what,
+                                                     uint32_t pos);
 
-static inline uint32_t proto_vt_off(const struct proto_verifier *v, const struct proto_vt *t,
-                                    uint32_t voff)
+PROTO_VF_INLINE int proto_vf_fail(struct proto_verifier *v, const char *type, const char *field,
+                                  const char *what, uint32_t pos)
+{
+    proto_vf_report(v, type, field, what, pos);
+    return TS_EPROTO;
+}
+
+PROTO_VF_INLINE int proto_vf_table(struct proto_verifier *v, uint32_t tab, uint32_t depth,
+                                   struct proto_vt *t, const char *type)
+{
+    if (depth > TS_PROTO_DEPTH_MAX) {
+        return proto_vf_fail(v, type, NULL, "nested too deep", tab);
+    }
+    if (v->tables_left == 0) {
+        return proto_vf_fail(v, type, NULL, "too many tables", tab);
+    }
+    v->tables_left--;
+    if ((tab & 3) != 0 || (uint64_t)tab + 4 > v->len) {
+        return proto_vf_fail(v, type, NULL, "table misaligned or out of bounds", tab);
+    }
+    int64_t vt = (int64_t)tab - (int32_t)ts_load_le32(v->buf + tab);
+    if (vt < 0 || (vt & 1) != 0 || vt + 4 > (int64_t)v->len) {
+        return proto_vf_fail(v, type, NULL, "vtable misaligned or out of bounds", tab);
+    }
+    uint32_t vt_bytes = ts_load_le16(v->buf + vt);
+    uint32_t tab_bytes = ts_load_le16(v->buf + vt + 2);
+    if (vt_bytes < 4 || (vt_bytes & 1) != 0 || vt + vt_bytes > (int64_t)v->len) {
+        return proto_vf_fail(v, type, NULL, "bad vtable size", (uint32_t)vt);
+    }
+    if (tab_bytes < 4 || (uint64_t)tab + tab_bytes > v->len) {
+        return proto_vf_fail(v, type, NULL, "bad table size", tab);
+    }
+    t->tab = tab;
+    t->vt = (uint32_t)vt;
+    t->vt_bytes = vt_bytes;
+    t->tab_bytes = tab_bytes;
+    return 0;
+}
+
+PROTO_VF_INLINE uint32_t proto_vt_off(const struct proto_verifier *v, const struct proto_vt *t,
+                                      uint32_t voff)
 {
     return voff < t->vt_bytes ? ts_load_le16(v->buf + t->vt + voff) : 0;
 }
 
 /* A scalar or struct field of `bytes` at `align`: inside the table and aligned. */
-int proto_vf_inline(struct proto_verifier *v, const struct proto_vt *t, uint32_t voff,
-                    uint32_t bytes, uint32_t align, const char *type, const char *field);
+PROTO_VF_INLINE int proto_vf_inline(struct proto_verifier *v, const struct proto_vt *t,
+                                    uint32_t voff, uint32_t bytes, uint32_t align,
+                                    const char *type, const char *field)
+{
+    uint32_t off = proto_vt_off(v, t, voff);
+    if (off == 0) {
+        return 0;
+    }
+    if (off < 4 || off + bytes > t->tab_bytes) {
+        return proto_vf_fail(v, type, field, "field outside its table", t->tab + off);
+    }
+    if (((t->tab + off) & (align - 1)) != 0) {
+        return proto_vf_fail(v, type, field, "field misaligned", t->tab + off);
+    }
+    return 0;
+}
+
+/* The offset stored at position pos: non-zero, below 2^31, pointing inside the buffer.
+ * *target receives the position it points at. */
+PROTO_VF_INLINE int proto_vf_offset_at(struct proto_verifier *v, uint32_t pos, uint32_t *target,
+                                       const char *type, const char *field)
+{
+    *target = 0;
+    if ((pos & 3) != 0 || (uint64_t)pos + 4 > v->len) {
+        return proto_vf_fail(v, type, field, "offset misaligned or out of bounds", pos);
+    }
+    uint32_t o = ts_load_le32(v->buf + pos);
+    if (o == 0 || o >= (1u << 31) || (uint64_t)pos + o >= v->len) {
+        return proto_vf_fail(v, type, field, "offset zero or out of bounds", pos);
+    }
+    *target = pos + o;
+    return 0;
+}
 
 /* An offset field: *target receives the position it points at, 0 when absent. */
-int proto_vf_offset(struct proto_verifier *v, const struct proto_vt *t, uint32_t voff,
-                    uint32_t *target, const char *type, const char *field);
+PROTO_VF_INLINE int proto_vf_offset(struct proto_verifier *v, const struct proto_vt *t,
+                                    uint32_t voff, uint32_t *target, const char *type,
+                                    const char *field)
+{
+    *target = 0;
+    uint32_t off = proto_vt_off(v, t, voff);
+    if (off == 0) {
+        return 0;
+    }
+    if (off < 4 || off + 4 > t->tab_bytes) {
+        return proto_vf_fail(v, type, field, "field outside its table", t->tab + off);
+    }
+    return proto_vf_offset_at(v, t->tab + off, target, type, field);
+}
 
-/* The offset stored at position pos (a vector element): checked like a field's. */
-int proto_vf_offset_at(struct proto_verifier *v, uint32_t pos, uint32_t *target,
-                       const char *type, const char *field);
+PROTO_VF_INLINE int proto_vf_spend(struct proto_verifier *v, uint64_t bytes, const char *type,
+                                   const char *field, uint32_t pos)
+{
+    if (bytes > v->bytes_left) {
+        return proto_vf_fail(v, type, field, "shared data exceeds the frame's size", pos);
+    }
+    v->bytes_left -= bytes;
+    return 0;
+}
 
 /* A vector at pos of elements of elem_bytes aligned to align; *count receives its length. */
-int proto_vf_vector(struct proto_verifier *v, uint32_t pos, uint32_t elem_bytes, uint32_t align,
-                    uint32_t *count, const char *type, const char *field);
+PROTO_VF_INLINE int proto_vf_vector(struct proto_verifier *v, uint32_t pos, uint32_t elem_bytes,
+                                    uint32_t align, uint32_t *count, const char *type,
+                                    const char *field)
+{
+    *count = 0;
+    if ((pos & 3) != 0 || (uint64_t)pos + 4 > v->len) {
+        return proto_vf_fail(v, type, field, "vector misaligned or out of bounds", pos);
+    }
+    uint32_t n = ts_load_le32(v->buf + pos);
+    uint64_t bytes = (uint64_t)n * elem_bytes;
+    if ((uint64_t)pos + 4 + bytes > v->len) {
+        return proto_vf_fail(v, type, field, "vector longer than the buffer", pos);
+    }
+    /* FlatBuffers' own builders do not align the elements of an empty vector. */
+    if (n > 0 && ((pos + 4) & (align - 1)) != 0) {
+        return proto_vf_fail(v, type, field, "vector elements misaligned", pos);
+    }
+    *count = n;
+    return proto_vf_spend(v, bytes, type, field, pos);
+}
 
-int proto_vf_string(struct proto_verifier *v, uint32_t pos, const char *type, const char *field);
+PROTO_VF_INLINE int proto_vf_string(struct proto_verifier *v, uint32_t pos, const char *type,
+                                    const char *field)
+{
+    if ((pos & 3) != 0 || (uint64_t)pos + 4 > v->len) {
+        return proto_vf_fail(v, type, field, "string misaligned or out of bounds", pos);
+    }
+    uint32_t n = ts_load_le32(v->buf + pos);
+    uint64_t nul = (uint64_t)pos + 4 + n;
+    if (nul >= v->len) {
+        return proto_vf_fail(v, type, field, "string longer than the buffer", pos);
+    }
+    if (v->buf[nul] != 0) {
+        return proto_vf_fail(v, type, field, "string not terminated", pos);
+    }
+    return proto_vf_spend(v, n, type, field, pos);
+}
 
-/* Verifies the buffer's framing: [size prefix,] root offset and file identifier.
- * *root receives the root table's position. */
+/* Verifies the buffer's framing: [size prefix,] root offset and file identifier, and
+ * sets the verifier's budgets. *root receives the root table's position. */
 int proto_vf_buffer(struct proto_verifier *v, const uint8_t *buf, size_t len, bool frame,
                     const char *identifier, uint32_t *root);
 

@@ -253,3 +253,70 @@ Test(proto_verifier, errmsg_may_be_null)
     cr_assert_eq(proto_message_decode(frame, frame_len, true, &m, NULL, 0), TS_EPROTO);
     cr_assert_eq(proto_message_decode(frame, 3, false, &m, NULL, 0), TS_EPROTO);
 }
+
+static uint32_t finish_batch_frame(proto_ref batch, const uint8_t **out)
+{
+    proto_message_begin(&b);
+    proto_message_add_body(&b, PROTO_BODY_RAFT_BATCH, batch);
+    uint32_t len;
+    cr_assert_eq(proto_message_finish(&b, proto_message_end(&b), true, out, &len), 0);
+    return len;
+}
+
+Test(proto_verifier, shared_subtables_cannot_multiply_the_work)
+{
+    /* 999 references to one entry inside one message, and 999 references to that
+     * message: an 8 KB frame that would make the verifier visit a million tables. */
+    proto_entry_begin(&b);
+    proto_entry_add_index(&b, 1);
+    proto_ref entry = proto_entry_end(&b);
+    static proto_ref refs[999];
+    for (int i = 0; i < 999; i++) {
+        refs[i] = entry;
+    }
+    proto_ref entries = proto_create_vec_ref(&b, refs, 999);
+    proto_raft_message_begin(&b);
+    proto_raft_message_add_entries(&b, entries);
+    proto_ref msg = proto_raft_message_end(&b);
+    for (int i = 0; i < 999; i++) {
+        refs[i] = msg;
+    }
+    proto_ref msgs = proto_create_vec_ref(&b, refs, 999);
+    proto_raft_batch_begin(&b);
+    proto_raft_batch_add_messages(&b, msgs);
+    const uint8_t *out;
+    uint32_t len = finish_batch_frame(proto_raft_batch_end(&b), &out);
+    cr_assert_lt(len, 16384);
+    char err[128];
+    struct proto_message m;
+    cr_assert_eq(proto_message_decode(out, len, true, &m, err, sizeof(err)), TS_EPROTO);
+    cr_assert(strstr(err, "too many tables") != NULL, "%s", err);
+}
+
+Test(proto_verifier, a_shared_value_cannot_multiply_the_bytes)
+{
+    static uint8_t value[4096];
+    proto_ref v = proto_create_bytes(&b, value, sizeof(value));
+    proto_ref kvs[64];
+    for (int i = 0; i < 64; i++) {
+        proto_key_value_begin(&b);
+        proto_key_value_add_value(&b, v);
+        kvs[i] = proto_key_value_end(&b);
+    }
+    proto_ref vec = proto_create_vec_ref(&b, kvs, 64);
+    proto_range_response_begin(&b);
+    proto_range_response_add_kvs(&b, vec);
+    proto_ref rr = proto_range_response_end(&b);
+    proto_response_begin(&b);
+    proto_response_add_op(&b, PROTO_RESPONSE_OP_RANGE_RESPONSE, rr);
+    proto_ref resp = proto_response_end(&b);
+    proto_message_begin(&b);
+    proto_message_add_body(&b, PROTO_BODY_RESPONSE, resp);
+    const uint8_t *out;
+    uint32_t len;
+    cr_assert_eq(proto_message_finish(&b, proto_message_end(&b), true, &out, &len), 0);
+    char err[128];
+    struct proto_message m;
+    cr_assert_eq(proto_message_decode(out, len, true, &m, err, sizeof(err)), TS_EPROTO);
+    cr_assert(strstr(err, "shared data exceeds") != NULL, "%s", err);
+}
