@@ -63,12 +63,44 @@ static int group_reserve(struct wal *w, struct wal_group *g)
     if (ents == NULL) {
         return TS_ENOMEM;
     }
-    memcpy(ents, g->ents + g->start, (size_t)g->count * sizeof(*ents));
+    if (g->count > 0) {
+        memcpy(ents, g->ents + g->start, (size_t)g->count * sizeof(*ents));
+    }
     ts_free(w->alloc, g->ents, (size_t)g->cap * sizeof(*g->ents));
     g->ents = ents;
     g->cap = cap;
     g->start = 0;
     return 0;
+}
+
+/*
+ * Makes applying one more record to the group unable to fail: the group exists (made
+ * now when *created) and has room for one more entry. A record is staged only after
+ * this, so the in-memory state always equals the replay of what was staged.
+ */
+static int prepare(struct wal *w, uint64_t group, bool *created)
+{
+    *created = ts_map64_get(&w->groups, group) == NULL;
+    int rc;
+    struct wal_group *g = wal_group_get(w, group, true, &rc);
+    if (g == NULL) {
+        return rc;
+    }
+    rc = group_reserve(w, g);
+    if (rc != 0 && *created) {
+        group_free(w, ts_map64_del(&w->groups, group));
+    }
+    return rc;
+}
+
+/* Undoes prepare when staging failed: a group made for the record goes again. */
+static void unprepare(struct wal *w, uint64_t group, bool created)
+{
+    if (created) {
+        struct wal_group *g = ts_map64_del(&w->groups, group);
+        TS_ASSERT(g != NULL && g->count == 0);
+        group_free(w, g);
+    }
 }
 
 static struct wal_ent *group_ent(const struct wal_group *g, uint64_t index)
@@ -228,7 +260,9 @@ int wal_segs_push(struct wal *w, struct wal_segment seg)
         if (segs == NULL) {
             return TS_ENOMEM;
         }
-        memcpy(segs, w->segs, (size_t)w->nsegs * sizeof(*segs));
+        if (w->nsegs > 0) { /* memcpy from NULL is undefined even for 0 bytes */
+            memcpy(segs, w->segs, (size_t)w->nsegs * sizeof(*segs));
+        }
         ts_free(w->alloc, w->segs, (size_t)w->segs_cap * sizeof(*segs));
         w->segs = segs;
         w->segs_cap = cap;
@@ -290,6 +324,12 @@ static struct wal_segment *seg_of(const struct wal *w, uint64_t lsn)
  * the segment after it begins with durable GROUP_STATE records. */
 static void segments_gc(struct wal *w)
 {
+    /* The in-memory state may include staged records that shrank a group's log
+     * (compact, snapshot, truncate, remove). Deciding on it before they are durable
+     * could delete entries a crash would still need. */
+    if (w->durable_lsn < w->shrink_lsn) {
+        return;
+    }
     uint64_t keep_lsn = w->staged_lsn;
     uint32_t pos = 0;
     uint64_t key;
@@ -310,10 +350,11 @@ static void segments_gc(struct wal *w)
         }
         char path[320];
         wal_segment_path(w, w->segs[0].seq, path, sizeof(path));
-        disk_close(w->disk, w->segs[0].file);
-        if (disk_remove(w->disk, path) != 0 || disk_sync_dir(w->disk, w->dir) != 0) {
-            return; /* tried again at the next collection */
+        int rc = disk_remove(w->disk, path);
+        if ((rc != 0 && rc != -ENOENT) || disk_sync_dir(w->disk, w->dir) != 0) {
+            return; /* tried again at the next collection (ENOENT: removed, not synced) */
         }
+        disk_close(w->disk, w->segs[0].file);
         memmove(w->segs, w->segs + 1, (size_t)(w->nsegs - 1) * sizeof(*w->segs));
         w->nsegs--;
         w->stats.segments_deleted++;
@@ -395,14 +436,16 @@ static void acc_put_raw(struct wal *w, const uint8_t *p, uint32_t n)
 
 /* Starts the accumulating batch at the tail. A batch at offset 0 of a segment begins
  * with the segment header. */
-static int acc_start(struct wal *w)
+static int acc_start(struct wal *w, uint32_t first_record_bytes)
 {
     struct wal_segment *seg = tail_seg(w);
     struct wal_batch *b = batch_new(w);
     if (b == NULL) {
         return TS_ENOMEM;
     }
-    int rc = batch_room(w, b, WAL_SEGMENT_HEADER_BYTES + WAL_BATCH_RECORD_BYTES);
+    /* Room for everything now, so that a failure stages nothing. */
+    int rc = batch_room(w, b, WAL_SEGMENT_HEADER_BYTES + WAL_BATCH_RECORD_BYTES +
+                                  first_record_bytes);
     if (rc != 0) {
         b->next = w->spare;
         w->spare = b;
@@ -522,20 +565,16 @@ static int stage(struct wal *w, uint8_t type, uint64_t group, const uint8_t *p1,
             return TS_ETOOBIG;
         }
     }
-    if (w->acc == NULL) {
-        int rc = acc_start(w);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    struct wal_batch *b = w->acc;
-    int rc = batch_room(w, b, bytes);
+    int rc = w->acc == NULL ? acc_start(w, bytes) : batch_room(w, w->acc, bytes);
     if (rc != 0) {
         return rc;
     }
+    struct wal_batch *b = w->acc;
     uint8_t *r = b->buf + b->len;
     put_record_header(r, type, group, len);
-    memcpy(r + WAL_RECORD_HEADER_BYTES, p1, n1);
+    if (n1 > 0) {
+        memcpy(r + WAL_RECORD_HEADER_BYTES, p1, n1);
+    }
     if (n2 > 0) {
         memcpy(r + WAL_RECORD_HEADER_BYTES + n1, p2, n2);
     }
@@ -684,15 +723,22 @@ int wal_append(struct wal *w, uint64_t group, const struct wal_entry *e, uint32_
         uint64_t lsn;
         ts_store_le64(h, e[i].term);
         ts_store_le64(h + 8, e[i].index);
-        rc = stage(w, WAL_ENTRY, group, h, 16, e[i].data, e[i].len, &lsn);
+        bool created;
+        rc = prepare(w, group, &created);
         if (rc == 0) {
-            uint8_t payload_head[16];
-            memcpy(payload_head, h, 16);
-            rc = wal_apply(w, WAL_ENTRY, group, payload_head, 16 + e[i].len, lsn);
-            TS_ASSERT(rc == 0 || rc == TS_ENOMEM || rc == TS_EFULL);
+            rc = stage(w, WAL_ENTRY, group, h, 16, e[i].data, e[i].len, &lsn);
+            if (rc != 0) {
+                unprepare(w, group, created);
+            }
         }
         if (rc != 0) {
             return rc; /* entries before i are staged; the caller retries from i */
+        }
+        /* apply reads only the 16-byte head of an entry's payload */
+        rc = wal_apply(w, WAL_ENTRY, group, h, 16 + e[i].len, lsn);
+        TS_ASSERT(rc == 0); /* prepared, and the indexes were checked */
+        if (i == 0 && e[0].index <= last) {
+            w->shrink_lsn = w->staged_lsn; /* an implied truncation */
         }
     }
     return 0;
@@ -701,13 +747,23 @@ int wal_append(struct wal *w, uint64_t group, const struct wal_entry *e, uint32_
 static int stage_and_apply(struct wal *w, uint8_t type, uint64_t group, const uint8_t *p,
                            uint32_t len)
 {
-    uint64_t lsn;
-    int rc = stage(w, type, group, p, len, NULL, 0, &lsn);
-    if (rc == 0) {
-        rc = wal_apply(w, type, group, p, len, lsn);
-        TS_ASSERT(rc == 0 || rc == TS_ENOMEM || rc == TS_EFULL);
+    bool created = false;
+    int rc = type == WAL_REMOVE ? 0 : prepare(w, group, &created);
+    if (rc != 0) {
+        return rc;
     }
-    return rc;
+    uint64_t lsn;
+    rc = stage(w, type, group, p, len, NULL, 0, &lsn);
+    if (rc != 0) {
+        unprepare(w, group, created);
+        return rc;
+    }
+    rc = wal_apply(w, type, group, p, len, lsn);
+    TS_ASSERT(rc == 0); /* prepared, and the arguments were checked */
+    if (type != WAL_HARD_STATE) {
+        w->shrink_lsn = w->staged_lsn;
+    }
+    return 0;
 }
 
 int wal_save_hard_state(struct wal *w, uint64_t group, const struct wal_hard_state *hs)
@@ -756,11 +812,7 @@ int wal_compact(struct wal *w, uint64_t group, uint64_t index)
     uint8_t p[16];
     ts_store_le64(p, index);
     ts_store_le64(p + 8, group_ent(g, index)->term);
-    rc = stage_and_apply(w, WAL_COMPACT, group, p, sizeof(p));
-    if (rc == 0) {
-        segments_gc(w);
-    }
-    return rc;
+    return stage_and_apply(w, WAL_COMPACT, group, p, sizeof(p));
 }
 
 int wal_snapshot(struct wal *w, uint64_t group, uint64_t index, uint64_t term)
@@ -776,11 +828,7 @@ int wal_snapshot(struct wal *w, uint64_t group, uint64_t index, uint64_t term)
     uint8_t p[16];
     ts_store_le64(p, index);
     ts_store_le64(p + 8, term);
-    rc = stage_and_apply(w, WAL_SNAPSHOT, group, p, sizeof(p));
-    if (rc == 0) {
-        segments_gc(w);
-    }
-    return rc;
+    return stage_and_apply(w, WAL_SNAPSHOT, group, p, sizeof(p));
 }
 
 int wal_remove_group(struct wal *w, uint64_t group)
@@ -788,15 +836,10 @@ int wal_remove_group(struct wal *w, uint64_t group)
     if (w->err != 0) {
         return w->err;
     }
-    int rc;
     if (ts_map64_get(&w->groups, group) == NULL) {
         return TS_ENOTFOUND;
     }
-    rc = stage_and_apply(w, WAL_REMOVE, group, NULL, 0);
-    if (rc == 0) {
-        segments_gc(w);
-    }
-    return rc;
+    return stage_and_apply(w, WAL_REMOVE, group, NULL, 0);
 }
 
 /* ------------------------------------------------------------------ public: queries */
@@ -887,7 +930,7 @@ void wal_get_stats(const struct wal *w, struct wal_stats *out)
 static bool cache_get(const struct wal *w, uint64_t lsn, uint8_t *out, uint32_t len)
 {
     uint32_t size = w->cfg.cache_bytes;
-    if (lsn + len > w->staged_lsn || w->staged_lsn - lsn > size) {
+    if (lsn < w->cache_lo_lsn || lsn + len > w->staged_lsn || w->staged_lsn - lsn > size) {
         return false;
     }
     uint32_t at = (uint32_t)(lsn % size);
@@ -895,6 +938,21 @@ static bool cache_get(const struct wal *w, uint64_t lsn, uint8_t *out, uint32_t 
     memcpy(out, w->cache + at, first);
     memcpy(out + first, w->cache, len - first);
     return true;
+}
+
+/* Copies a staged record (not yet durable, so not on disk) out of the batch holding it. */
+static bool batch_get(const struct wal *w, uint64_t lsn, uint8_t *out, uint32_t len)
+{
+    const struct wal_batch *lists[] = {w->writing, w->ready, w->acc};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        for (const struct wal_batch *b = lists[i]; b != NULL; b = i == 1 ? b->next : NULL) {
+            if (lsn >= b->lsn && lsn + len <= b->lsn + b->len) {
+                memcpy(out, b->buf + (lsn - b->lsn), len);
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 struct wal_disk_read {
@@ -915,7 +973,9 @@ static int read_record(const uint8_t *rec, uint64_t seq, uint64_t group, uint64_
         ts_load_le64(rec + 32) != index || ts_load_le32(rec + 4) != wal_record_crc(seq, rec, plen)) {
         return TS_ECORRUPT;
     }
-    memcpy(dst, rec + WAL_ENTRY_HEADER_BYTES, len);
+    if (len > 0) {
+        memcpy(dst, rec + WAL_ENTRY_HEADER_BYTES, len);
+    }
     return 0;
 }
 
@@ -956,7 +1016,8 @@ static int read_one(struct wal *w, struct wal_read_req *rr, const struct wal_ent
     if (rec == NULL) {
         return TS_ENOMEM;
     }
-    if (cache_get(w, ent->lsn, rec, rec_bytes)) {
+    if (ent->lsn >= w->durable_lsn ? batch_get(w, ent->lsn, rec, rec_bytes)
+                                   : cache_get(w, ent->lsn, rec, rec_bytes)) {
         int rc = read_record(rec, seg->seq, rr->group, e->index, e->len, (uint8_t *)e->data);
         if (rec != small) {
             ts_free(w->alloc, rec, rec_bytes);
@@ -1067,8 +1128,11 @@ int wal_open(const struct wal_config *cfg, struct disk *disk, const struct ts_al
         wal_close(w);
         return rc;
     }
-    w->durable_lsn = w->staged_lsn;
-    w->flush_lsn = w->staged_lsn;
+    /* Everything recovered is durable; GROUP_STATE records that recovery may have
+     * staged for an empty tail segment are not yet (they go with the first flush). */
+    w->durable_lsn = w->recovered_lsn;
+    w->flush_lsn = w->recovered_lsn;
+    w->cache_lo_lsn = w->recovered_lsn;
     *out = w;
     return 0;
 }

@@ -74,6 +74,9 @@ struct wal {
     uint64_t staged_lsn;
     uint64_t durable_lsn;
     uint64_t flush_lsn;        /* everything below was asked to become durable */
+    uint64_t recovered_lsn;    /* the end of what recovery found durable */
+    uint64_t shrink_lsn;       /* end of the last record that dropped entries */
+    uint64_t cache_lo_lsn;     /* the cache holds nothing below this */
     uint64_t inflight_bytes;   /* staged, sealed and being written */
     struct wal_batch *acc;     /* accumulating; NULL when nothing is staged */
     struct wal_batch *ready;   /* sealed, oldest first */

@@ -154,6 +154,12 @@ static int batch_apply(struct scan *s, uint64_t pos, uint32_t batch)
 {
     uint64_t end = pos + batch;
     uint64_t q = pos + WAL_RECORD_HEADER_BYTES + 16;
+    if (s->w->inspect_fn != NULL) {
+        int rc = inspect_record(s, pos);
+        if (rc != 0) {
+            return rc;
+        }
+    }
     while (q < end) {
         const uint8_t *r = s->buf + q;
         uint32_t len = ts_load_le32(r);
@@ -314,6 +320,38 @@ static int check_header(struct scan *s, bool is_last, uint64_t expect_base, bool
     return 0;
 }
 
+/* The last segment's header is bad. Its header goes out with its first batch, so if no
+ * valid batch follows, the first write was torn: nothing in it was ever durable. The
+ * segment is cleared and reused as an empty tail. */
+static int torn_first_batch(struct scan *s, uint32_t file, uint64_t expect_base, bool *empty)
+{
+    s->base_lsn = expect_base;
+    for (uint64_t q = WAL_SEGMENT_HEADER_BYTES; q + WAL_RECORD_HEADER_BYTES <= s->size; q += 8) {
+        if (batch_header_ok(s, q) != 0) {
+            return TS_ECORRUPT; /* the message from check_header stands */
+        }
+    }
+    if (s->errmsg != NULL && s->errmsg_bytes > 0) {
+        s->errmsg[0] = 0;
+    }
+    uint64_t last = s->size;
+    while (last > 0 && s->buf[last - 1] == 0) {
+        last--;
+    }
+    last = (last + 7) & ~7ull;
+    char line[512];
+    snprintf(line, sizeof(line),
+             "wal: torn first write in %s (its header is incomplete): cut %" PRIu64
+             " bytes that were never reported durable",
+             s->path, last);
+    report(s->w, line);
+    *empty = true;
+    if (s->w->readonly || last == 0) {
+        return 0;
+    }
+    return zero_range(s->w, file, 0, last);
+}
+
 struct read_buf {
     uint8_t *p;
     uint64_t bytes;
@@ -324,7 +362,7 @@ static int recover_segment(struct wal *w, struct scan *s, struct read_buf *rb, b
 {
     wal_segment_path(w, s->seq, s->path, sizeof(s->path));
     uint32_t file;
-    int rc = disk_open(w->disk, s->path, 0, &file);
+    int rc = disk_open(w->disk, s->path, w->readonly ? DISK_OPEN_READONLY : 0, &file);
     if (rc == 0) {
         rc = disk_size(w->disk, file, &s->size);
     }
@@ -342,6 +380,9 @@ static int recover_segment(struct wal *w, struct scan *s, struct read_buf *rb, b
     if (rc == 0 && (rc = read_all(w, file, rb->p, s->size)) == 0) {
         s->buf = rb->p;
         rc = check_header(s, is_last, *expect_base, &empty);
+        if (rc == TS_ECORRUPT && is_last && *expect_base != UINT64_MAX) {
+            rc = torn_first_batch(s, file, *expect_base, &empty);
+        }
     }
     uint64_t used = 0;
     if (rc == 0 && !empty) {
@@ -385,7 +426,9 @@ static int collect(void *arg, const char *name)
         if (seqs == NULL) {
             return TS_ENOMEM;
         }
-        memcpy(seqs, l->seqs, (size_t)l->n * sizeof(*seqs));
+        if (l->n > 0) { /* memcpy from NULL is undefined even for 0 bytes */
+            memcpy(seqs, l->seqs, (size_t)l->n * sizeof(*seqs));
+        }
         ts_free(l->alloc, l->seqs, (size_t)l->cap * sizeof(*seqs));
         l->seqs = seqs;
         l->cap = cap;
@@ -398,6 +441,47 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Segments at the end of the list that were created but never written (a crash between
+ * creating a segment and its first write, or staging that ran ahead of the disk) hold
+ * nothing: they are removed (only reported by wal_inspect), so that the last segment
+ * written is the tail and the torn-tail rule applies to it. */
+static int drop_unwritten_tail(struct wal *w, struct seq_list *l)
+{
+    while (l->n > 0) {
+        char path[320];
+        wal_segment_path(w, l->seqs[l->n - 1], path, sizeof(path));
+        uint32_t file;
+        int rc = disk_open(w->disk, path, DISK_OPEN_READONLY, &file);
+        if (rc != 0) {
+            return rc;
+        }
+        uint64_t size = 0;
+        uint8_t h[WAL_SEGMENT_HEADER_BYTES];
+        int64_t n = 0;
+        rc = disk_size(w->disk, file, &size);
+        if (rc == 0 && size >= sizeof(h)) {
+            n = disk_pread(w->disk, file, h, sizeof(h), 0);
+        }
+        disk_close(w->disk, file);
+        if (rc != 0 || n < 0) {
+            return rc != 0 ? rc : (int)n;
+        }
+        if (size >= sizeof(h) && (n < (int64_t)sizeof(h) || !all_zero(h, sizeof(h)))) {
+            return 0;
+        }
+        char line[400];
+        snprintf(line, sizeof(line), "wal: %s was created but never written: %s", path,
+                 w->readonly ? "ignored" : "removed");
+        report(w, line);
+        if (!w->readonly && ((rc = disk_remove(w->disk, path)) != 0 ||
+                             (rc = disk_sync_dir(w->disk, w->dir)) != 0)) {
+            return rc;
+        }
+        l->n--;
+    }
+    return 0;
 }
 
 /* After replay every retained entry must have its record: a placeholder left means a
@@ -444,6 +528,7 @@ static int replay(struct wal *w, const struct seq_list *l, char *errmsg, size_t 
         return rc;
     }
     w->staged_lsn = expect;
+    w->recovered_lsn = expect;
     if ((rc = check_no_phantoms(w, errmsg, errmsg_bytes)) != 0) {
         return rc;
     }
@@ -458,6 +543,25 @@ static int replay(struct wal *w, const struct seq_list *l, char *errmsg, size_t 
     return rc;
 }
 
+static int sync_parent(struct wal *w)
+{
+    char parent[sizeof(w->dir)];
+    snprintf(parent, sizeof(parent), "%s", w->dir);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/') {
+        parent[--n] = 0;
+    }
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        snprintf(parent, sizeof(parent), ".");
+    } else if (slash == parent) {
+        parent[1] = 0;
+    } else {
+        *slash = 0;
+    }
+    return disk_sync_dir(w->disk, parent);
+}
+
 int wal_recover(struct wal *w, char *errmsg, size_t errmsg_bytes)
 {
     char scratch[8];
@@ -467,19 +571,27 @@ int wal_recover(struct wal *w, char *errmsg, size_t errmsg_bytes)
     }
     errmsg[0] = 0;
     int rc = w->readonly ? 0 : disk_mkdir(w->disk, w->dir);
+    if (rc == 0 && !w->readonly) {
+        rc = sync_parent(w); /* a new directory is durable once its parent is synced */
+    }
     if (rc != 0 && rc != -EEXIST) {
         snprintf(errmsg, errmsg_bytes, "wal: cannot create %s: %s", w->dir, ts_strerror(rc));
         return rc;
     }
     struct seq_list l = {.alloc = w->alloc};
     rc = disk_list(w->disk, w->dir, collect, &l);
+    if (rc == 0) {
+        if (l.n > 1) {
+            qsort(l.seqs, l.n, sizeof(*l.seqs), cmp_u64);
+        }
+        rc = drop_unwritten_tail(w, &l);
+    }
     if (rc == 0 && l.n == 0 && w->readonly) {
         w->staged_lsn = 0;
     } else if (rc == 0 && l.n == 0) {
         rc = wal_segment_create(w, 1, 0);
         w->staged_lsn = 0;
     } else if (rc == 0) {
-        qsort(l.seqs, l.n, sizeof(*l.seqs), cmp_u64);
         rc = replay(w, &l, errmsg, errmsg_bytes);
     }
     ts_free(w->alloc, l.seqs, (size_t)l.cap * sizeof(*l.seqs));
