@@ -222,6 +222,7 @@ int wal_apply(struct wal *w, uint8_t type, uint64_t group, const uint8_t *p, uin
     if (g == NULL) {
         return rc;
     }
+    g->staged = true;
     switch (type) {
     case WAL_ENTRY:
         return apply_entry(w, g, p, len, lsn);
@@ -326,8 +327,11 @@ static void segments_gc(struct wal *w)
 {
     /* The in-memory state may include staged records that shrank a group's log
      * (compact, snapshot, truncate, remove). Deciding on it before they are durable
-     * could delete entries a crash would still need. */
-    if (w->durable_lsn < w->shrink_lsn) {
+     * could delete entries a crash would still need. Scanning the groups costs in
+     * proportion to their number, so it runs only when something may have changed
+     * (gc_pending: a shrink or a roll) and keeps trying only while the obstacle is
+     * durability, not need. */
+    if (!w->gc_pending || w->nsegs < 2 || w->durable_lsn < w->shrink_lsn) {
         return;
     }
     uint64_t keep_lsn = w->staged_lsn;
@@ -344,9 +348,13 @@ static void segments_gc(struct wal *w)
         struct wal_segment *next = &w->segs[1];
         /* The next segment must hold no needed entry's predecessor, and its header and
          * GROUP_STATE records must be durable before this one goes. */
-        if (next->base_lsn > keep_lsn || next->state_end_lsn > w->durable_lsn ||
-            next->base_lsn >= w->durable_lsn) {
+        if (next->base_lsn > keep_lsn) {
+            w->gc_pending = false; /* still needed: wait for the next shrink */
             return;
+        }
+        if (next->state_end_lsn > w->durable_lsn || next->base_lsn >= w->durable_lsn ||
+            w->segs[0].reads > 0) {
+            return; /* try again after the next write or read completes */
         }
         char path[320];
         wal_segment_path(w, w->segs[0].seq, path, sizeof(path));
@@ -359,6 +367,7 @@ static void segments_gc(struct wal *w)
         w->nsegs--;
         w->stats.segments_deleted++;
     }
+    w->gc_pending = false;
 }
 
 /* ------------------------------------------------------------------ staging */
@@ -518,6 +527,7 @@ static int roll(struct wal *w)
         return rc;
     }
     tail_seg(w)->state_end_lsn = w->staged_lsn;
+    w->gc_pending = true;
     if (w->acc != NULL && w->acc->records > 0) {
         seal(w); /* the states form the segment's first batch on their own */
     }
@@ -609,6 +619,9 @@ int wal_stage_group_states(struct wal *w)
     while (ts_map64_next(&w->groups, &pos, &key, &value)) {
         uint8_t p[56];
         uint64_t lsn;
+        if (!((struct wal_group *)value)->staged) {
+            continue; /* made for a record that is being staged (and rolled for) now */
+        }
         group_state_payload(value, p);
         int rc = stage(w, WAL_GROUP_STATE, key, p, sizeof(p), NULL, 0, &lsn);
         if (rc != 0) {
@@ -739,6 +752,7 @@ int wal_append(struct wal *w, uint64_t group, const struct wal_entry *e, uint32_
         TS_ASSERT(rc == 0); /* prepared, and the indexes were checked */
         if (i == 0 && e[0].index <= last) {
             w->shrink_lsn = w->staged_lsn; /* an implied truncation */
+            w->gc_pending = true;
         }
     }
     return 0;
@@ -762,6 +776,7 @@ static int stage_and_apply(struct wal *w, uint8_t type, uint64_t group, const ui
     TS_ASSERT(rc == 0); /* prepared, and the arguments were checked */
     if (type != WAL_HARD_STATE) {
         w->shrink_lsn = w->staged_lsn;
+        w->gc_pending = true;
     }
     return 0;
 }
@@ -955,6 +970,17 @@ static bool batch_get(const struct wal *w, uint64_t lsn, uint8_t *out, uint32_t 
     return false;
 }
 
+/* The segment with this seq (segments are contiguous by seq), or NULL. */
+static struct wal_segment *seg_by_seq(struct wal *w, uint64_t seq)
+{
+    if (w->nsegs == 0 || seq < w->segs[0].seq || seq - w->segs[0].seq >= w->nsegs) {
+        return NULL;
+    }
+    struct wal_segment *seg = &w->segs[seq - w->segs[0].seq];
+    TS_ASSERT(seg->seq == seq);
+    return seg;
+}
+
 struct wal_disk_read {
     struct disk_req req;
     struct wal_read_req *rr;
@@ -1000,6 +1026,9 @@ static void disk_read_done(struct disk_req *req)
             rr->res = rc;
         }
     }
+    struct wal_segment *seg = seg_by_seq(w, dr->seq);
+    TS_ASSERT(seg != NULL && seg->reads > 0); /* GC keeps a segment with reads in flight */
+    seg->reads--;
     ts_free(w->alloc, dr->rec, dr->rec_bytes);
     ts_free(w->alloc, dr, sizeof(*dr));
     read_complete(rr);
@@ -1040,6 +1069,7 @@ static int read_one(struct wal *w, struct wal_read_req *rr, const struct wal_ent
                                 .len = rec_bytes, .offset = ent->lsn - seg->base_lsn,
                                 .cb = disk_read_done, .data = dr};
     rr->pending_++;
+    w->segs[seg - w->segs].reads++;
     disk_submit(w->disk, &dr->req);
     return 0;
 }
@@ -1133,6 +1163,7 @@ int wal_open(const struct wal_config *cfg, struct disk *disk, const struct ts_al
     w->durable_lsn = w->recovered_lsn;
     w->flush_lsn = w->recovered_lsn;
     w->cache_lo_lsn = w->recovered_lsn;
+    w->gc_pending = true;
     *out = w;
     return 0;
 }
@@ -1161,6 +1192,7 @@ void wal_close(struct wal *w)
     }
     ts_map64_fini(&w->groups);
     for (uint32_t i = 0; i < w->nsegs; i++) {
+        TS_ASSERT(w->segs[i].reads == 0); /* run the disk until reads complete first */
         disk_close(w->disk, w->segs[i].file);
     }
     ts_free(w->alloc, w->segs, (size_t)w->segs_cap * sizeof(*w->segs));

@@ -39,6 +39,7 @@ struct wal_group {
     uint32_t count;
     uint32_t cap;
     bool has_hs;
+    bool staged;          /* a record of it was staged: new segments carry its state */
     struct wal_hard_state hs;
 };
 
@@ -47,6 +48,7 @@ struct wal_segment {
     uint64_t base_lsn;
     uint64_t state_end_lsn; /* end of the GROUP_STATE records that open the segment */
     uint64_t bytes;         /* the file's preallocated size */
+    uint32_t reads;         /* disk reads in flight: the file stays open until they end */
     uint32_t file;
 };
 
@@ -77,6 +79,7 @@ struct wal {
     uint64_t recovered_lsn;    /* the end of what recovery found durable */
     uint64_t shrink_lsn;       /* end of the last record that dropped entries */
     uint64_t cache_lo_lsn;     /* the cache holds nothing below this */
+    bool gc_pending;           /* a segment may have become deletable */
     uint64_t inflight_bytes;   /* staged, sealed and being written */
     struct wal_batch *acc;     /* accumulating; NULL when nothing is staged */
     struct wal_batch *ready;   /* sealed, oldest first */

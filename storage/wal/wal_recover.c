@@ -380,7 +380,12 @@ static int recover_segment(struct wal *w, struct scan *s, struct read_buf *rb, b
     if (rc == 0 && (rc = read_all(w, file, rb->p, s->size)) == 0) {
         s->buf = rb->p;
         rc = check_header(s, is_last, *expect_base, &empty);
-        if (rc == TS_ECORRUPT && is_last && *expect_base != UINT64_MAX) {
+        bool unreadable = memcmp(s->buf, WAL_MAGIC, 8) != 0 ||
+                          ts_load_le32(s->buf + 28) != ts_crc32c(0, s->buf, 28);
+        /* Only a header that never fully reached the disk can be a torn first write; a
+         * complete header naming the wrong place is corruption. */
+        if (rc == TS_ECORRUPT && unreadable && is_last && *expect_base != UINT64_MAX &&
+            s->size >= WAL_SEGMENT_HEADER_BYTES) {
             rc = torn_first_batch(s, file, *expect_base, &empty);
         }
     }

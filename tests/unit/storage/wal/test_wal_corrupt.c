@@ -292,13 +292,67 @@ Test(wal_corrupt, a_read_detects_a_flipped_bit)
     cr_assert_eq(disk_sim_flip_bit(t.sim, path, l.rec[first].offset + 500, 6), 0);
     uint8_t buf[1000];
     struct wal_entry e[1];
-    bool done = false;
     struct wal_read_req req = {
-        .group = 1, .lo = 1, .hi = 2, .buf = buf, .buf_bytes = 1000, .entries = e, .data = &done};
+        .group = 1, .lo = 1, .hi = 2, .buf = buf, .buf_bytes = 1000, .entries = e};
     if (wal_read(t.w, &req) == 0) {
         wt_run(&t);
     }
     cr_assert_eq(req.res, TS_ECORRUPT, "a flipped entry read from disk: %s", ts_errname(req.res));
+    wm_fini(&m);
+    wt_fini(&t);
+}
+
+/* Clears [from, to) of a segment file, bit by bit, in both of its images (data lost
+ * after it was durable: a misdirected or lost write). */
+static void zero_range_of(struct wt *t, uint64_t seq, uint64_t from, uint64_t to)
+{
+    char path[64];
+    wt_segment_path(seq, path, sizeof(path));
+    uint32_t file;
+    cr_assert_eq(disk_open(t->disk, path, DISK_OPEN_READONLY, &file), 0);
+    uint8_t *buf = malloc(to - from);
+    cr_assert_not_null(buf);
+    cr_assert_eq(disk_pread(t->disk, file, buf, to - from, from), (int64_t)(to - from));
+    cr_assert_eq(disk_close(t->disk, file), 0);
+    for (uint64_t i = 0; i < to - from; i++) {
+        for (uint32_t bit = 0; bit < 8; bit++) {
+            if (buf[i] & (1u << bit)) {
+                cr_assert_eq(disk_sim_flip_bit(t->sim, path, from + i, bit), 0);
+            }
+        }
+    }
+    free(buf);
+}
+
+/*
+ * The last batch of segment 1 is lost after it was durable: segment 1 now ends early,
+ * and segment 2's (valid) header says it starts where segment 1 used to end. That is
+ * missing data, to be refused; it is not a torn first write of segment 2 (whose batches
+ * are all valid), and segment 2 must not be cleared.
+ */
+Test(wal_corrupt, a_segment_that_does_not_continue_the_previous_one_is_refused)
+{
+    struct wt t;
+    struct wm m;
+    build_log(&t, &m, 26, 2);
+    static struct layout l;
+    read_layout(&t, 1, &l);
+    uint32_t last_batch = l.n - 1;
+    while (l.rec[last_batch].type != WAL_BATCH) {
+        last_batch--;
+    }
+    const struct wt_record *end = &l.rec[l.n - 1];
+    uint64_t to = (end->offset + WAL_RECORD_HEADER_BYTES + end->len + 7) & ~7ull;
+    zero_range_of(&t, 1, l.rec[last_batch].offset, to);
+    uint32_t records = wt_scan(&t, 2, l.rec, RECORDS_MAX);
+    int rc = wt_open(&t);
+    cr_assert_eq(rc, TS_ECORRUPT,
+                 "seed 26: segment 1 lost its last batch [%" PRIu64 ", %" PRIu64
+                 "): wal_open %s (%s)",
+                 l.rec[last_batch].offset, to, ts_errname(rc), rc == 0 ? t.last_report : t.errmsg);
+    cr_assert_not_null(strstr(t.errmsg, "0000000000000002.wal"), "errmsg names segment 2: %s",
+                       t.errmsg);
+    cr_assert_eq(wt_scan(&t, 2, l.rec, RECORDS_MAX), records, "segment 2 was left as it was");
     wm_fini(&m);
     wt_fini(&t);
 }

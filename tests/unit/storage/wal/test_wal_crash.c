@@ -367,6 +367,9 @@ static const struct wt_gen crash_gen = {
 };
 
 #define CRASH_SEEDS 6
+/* Seed 111 is the first to roll a segment with a group's first record and crash right
+ * after the roll's states batch. */
+#define ROLL_SEEDS 12
 
 Test(wal_crash, crash_at_every_step_within_one_segment, .timeout = 120)
 {
@@ -387,18 +390,19 @@ Test(wal_crash, crash_at_every_step_within_one_segment, .timeout = 120)
 
 Test(wal_crash, crash_at_every_step_across_segment_rolls, .timeout = 120)
 {
-    uint64_t seeds = wt_seeds(CRASH_SEEDS);
+    uint64_t seeds = wt_seeds(ROLL_SEEDS);
     uint32_t runs = 0;
     struct wt_gen gen = crash_gen;
     gen.big_den = 3;
     gen.compact_pct = 20;
     gen.hs_pct = 7;
+    gen.remove_pct = 8; /* groups come and go: some rolls are made by a group's first record */
     for (uint64_t seed = 101; seed < 101 + seeds; seed++) {
         struct crash_cfg cfg = {.name = "rolls",
                                 .seed = seed,
                                 .segment_bytes = 64 * 1024,
                                 .rounds = 28,
-                                .ngroups = 4,
+                                .ngroups = 12,
                                 .gen = gen};
         runs += crash_every_step(&cfg);
     }

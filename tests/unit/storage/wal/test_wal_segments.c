@@ -583,3 +583,39 @@ Test(wal_segments, a_failed_directory_sync_while_deleting_a_segment_is_retried)
     failed_directory_sync_case(0);
     failed_directory_sync_case(1);
 }
+
+/*
+ * A new group's first record rolls a segment. The new segment's first batch (the
+ * groups' states) becomes durable, the batch with the record does not. After a crash
+ * the group must not exist: nothing of the call that created it was durable, so the
+ * states written for the roll must not mention it.
+ */
+Test(wal_segments, a_crash_after_a_roll_does_not_bring_back_a_group_that_was_never_durable)
+{
+    struct wt t;
+    struct wm m;
+    wt_init(&t, 53, SEG);
+    wm_init(&m, 2, 1);
+    cr_assert_eq(wt_open(&t), 0, "%s", t.errmsg);
+    fill_tail(&t, &m, 0, 1, 1000);
+    struct wm durable;
+    wm_copy(&durable, &m);
+    struct wm_op op = wm_append_op(1, 1, 1, 1, 3000, 77); /* group 2's first record rolls */
+    cr_assert_eq(wt_apply(&t, &m, &op, "new group"), 0);
+    wm_op_free(&op);
+    cr_assert_eq(wt_stats(&t).segments_created, 2);
+    cr_assert_eq(wal_flush(t.w), 0);
+    uint32_t calls = t.durable_calls;
+    while (t.durable_calls == calls) {
+        cr_assert(disk_sim_step(t.sim), "segment 2's first batch is written and synced");
+    }
+    cr_assert(t.durable < op.post_lsn, "the batch with group 2's record is not durable yet");
+    wt_crash(&t, DISK_SIM_CRASH_DROP, 0);
+    int rc = wt_open(&t);
+    cr_assert_eq(rc, 0, "%s: %s", ts_errname(rc), t.errmsg);
+    cr_assert_eq(wal_durable_lsn(t.w), t.durable);
+    wt_check(&t, &durable, "seed 53: group 2's creation was never durable");
+    wm_fini(&durable);
+    wm_fini(&m);
+    wt_fini(&t);
+}
