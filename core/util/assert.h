@@ -20,21 +20,21 @@
 
 _Noreturn void ts_assert_fail(const char *expr, const char *file, int line, const char *func);
 
-#define TS_ASSERT(cond)                                                                    \
-    do {                                                                                   \
-        if (__builtin_expect(!(cond), 0)) {                                                \
-            ts_assert_fail(#cond, __FILE__, __LINE__, __func__);                           \
-        }                                                                                  \
+#define TS_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0)) {                                                        \
+            ts_assert_fail(#cond, __FILE__, __LINE__, __func__);                                   \
+        }                                                                                          \
     } while (0)
 
 #ifdef TS_DEBUG
 #define TS_DASSERT(cond) TS_ASSERT(cond)
 void ts_testcase_hit(int line);
-#define TS_TESTCASE(cond)                                                                  \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            ts_testcase_hit(__LINE__);                                                     \
-        }                                                                                  \
+#define TS_TESTCASE(cond)                                                                          \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            ts_testcase_hit(__LINE__);                                                             \
+        }                                                                                          \
     } while (0)
 #else
 #define TS_DASSERT(cond) ((void)sizeof(!(cond)))

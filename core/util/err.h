@@ -17,22 +17,22 @@
 
 /* X(name, message). Append only: the numeric values are part of the on-disk and wire
  * formats' error fields only through net/proto's Status enum, not directly. */
-#define TS_ERROR_TABLE(X)                                                                  \
-    X(TS_EPROTO, "malformed frame or message")                                             \
-    X(TS_ETOOBIG, "size limit exceeded")                                                   \
-    X(TS_ECORRUPT, "corrupt data (checksum or structure mismatch)")                        \
-    X(TS_ENOTLEADER, "not the leader of this range")                                       \
-    X(TS_ESTALEEPOCH, "stale range epoch")                                                 \
-    X(TS_ENORANGE, "no such range, or key outside the range")                              \
-    X(TS_ENOTFOUND, "not found")                                                           \
-    X(TS_EFULL, "limit reached, try again later")                                          \
-    X(TS_EUNAVAIL, "unavailable")                                                          \
-    X(TS_ETIMEOUT, "timed out")                                                            \
-    X(TS_ECOMPACTED, "requested revision has been compacted")                              \
-    X(TS_ESHUTDOWN, "shutting down")                                                       \
-    X(TS_EINVAL, "invalid argument")                                                       \
-    X(TS_ENOMEM, "out of memory")                                                          \
-    X(TS_EIO, "input/output error")                                                        \
+#define TS_ERROR_TABLE(X)                                                                          \
+    X(TS_EPROTO, "malformed frame or message")                                                     \
+    X(TS_ETOOBIG, "size limit exceeded")                                                           \
+    X(TS_ECORRUPT, "corrupt data (checksum or structure mismatch)")                                \
+    X(TS_ENOTLEADER, "not the leader of this range")                                               \
+    X(TS_ESTALEEPOCH, "stale range epoch")                                                         \
+    X(TS_ENORANGE, "no such range, or key outside the range")                                      \
+    X(TS_ENOTFOUND, "not found")                                                                   \
+    X(TS_EFULL, "limit reached, try again later")                                                  \
+    X(TS_EUNAVAIL, "unavailable")                                                                  \
+    X(TS_ETIMEOUT, "timed out")                                                                    \
+    X(TS_ECOMPACTED, "requested revision has been compacted")                                      \
+    X(TS_ESHUTDOWN, "shutting down")                                                               \
+    X(TS_EINVAL, "invalid argument")                                                               \
+    X(TS_ENOMEM, "out of memory")                                                                  \
+    X(TS_EIO, "input/output error")                                                                \
     X(TS_ENOSPACE, "no space left on device")
 
 /* Tessera's codes occupy (TS_ERR_FIRST_, TS_ERR_END_), a window just above -10064 that
@@ -42,7 +42,7 @@ enum {
 #define TS_ERR_ENUM_(name, msg) name,
     TS_ERROR_TABLE(TS_ERR_ENUM_)
 #undef TS_ERR_ENUM_
-    TS_ERR_END_
+        TS_ERR_END_
 };
 _Static_assert(TS_ERR_END_ <= -10000, "too many Tessera error codes for the reserved range");
 

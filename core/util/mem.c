@@ -89,7 +89,9 @@ void ts_failing_allocator_init(struct ts_failing_allocator *fa, const struct ts_
     TS_ASSERT(fa != NULL);
     TS_ASSERT(inner != NULL);
     *fa = (struct ts_failing_allocator){
-        .base = {.alloc = failing_alloc, .realloc = failing_realloc, .free = failing_free,
+        .base = {.alloc = failing_alloc,
+                 .realloc = failing_realloc,
+                 .free = failing_free,
                  .ctx = fa},
         .inner = inner,
         .fail_after = fail_after,

@@ -294,8 +294,7 @@ int proto_vf_buffer(struct proto_verifier *v, const uint8_t *buf, size_t len, bo
     if (len - start < min) {
         return proto_vf_fail(v, "buffer", NULL, "too small", start);
     }
-    if (identifier != NULL &&
-        memcmp(buf + start + 4, identifier, PROTO_IDENTIFIER_BYTES) != 0) {
+    if (identifier != NULL && memcmp(buf + start + 4, identifier, PROTO_IDENTIFIER_BYTES) != 0) {
         return proto_vf_fail(v, "buffer", NULL, "wrong file identifier", start + 4);
     }
     return proto_vf_offset_at(v, start, root, "buffer", "root");
@@ -344,8 +343,8 @@ void proto_json_raw(struct proto_json *j, const char *s, size_t n)
         while (cap < j->len + n + 1) {
             cap *= 2;
         }
-        char *nb = j->buf == NULL ? ts_alloc(j->alloc, cap)
-                                  : ts_realloc(j->alloc, j->buf, j->cap, cap);
+        char *nb =
+            j->buf == NULL ? ts_alloc(j->alloc, cap) : ts_realloc(j->alloc, j->buf, j->cap, cap);
         if (nb == NULL) {
             j->err = TS_ENOMEM;
             return;

@@ -70,19 +70,19 @@ typedef uint32_t proto_ref;
 
 struct proto_builder {
     const struct ts_allocator *alloc;
-    uint8_t *buf;            /* data lives in [buf + cap - size, buf + cap) */
+    uint8_t *buf; /* data lives in [buf + cap - size, buf + cap) */
     uint32_t cap;
     uint32_t size;
-    uint32_t limit_bytes;    /* the finished buffer may not exceed this */
+    uint32_t limit_bytes; /* the finished buffer may not exceed this */
     uint32_t minalign;
-    int err;                 /* sticky: 0, -TS_ENOMEM or TS_ETOOBIG */
+    int err; /* sticky: 0, -TS_ENOMEM or TS_ETOOBIG */
     bool in_table;
-    uint32_t table_begin;    /* size when the current table began */
-    uint64_t field_mask;     /* slots set in the current table */
+    uint32_t table_begin; /* size when the current table began */
+    uint64_t field_mask;  /* slots set in the current table */
     uint32_t field_loc[TS_PROTO_FIELDS_MAX];
     uint32_t vtables[TS_PROTO_VTABLE_CACHE_MAX];
     uint32_t vtable_count;
-    uint32_t vtable_next;    /* round-robin replacement once the cache is full */
+    uint32_t vtable_next; /* round-robin replacement once the cache is full */
 };
 
 /* Sets up a builder with an initial capacity (grown on demand up to limit_bytes).
@@ -214,8 +214,7 @@ proto_ref proto_create_vec_ref(struct proto_builder *b, const proto_ref *refs, u
 uint8_t *proto_start_vector(struct proto_builder *b, uint32_t count, uint32_t elem_bytes,
                             uint32_t align, proto_ref *ref);
 
-static inline proto_ref proto_create_bytes(struct proto_builder *b, const void *data,
-                                           uint32_t len)
+static inline proto_ref proto_create_bytes(struct proto_builder *b, const void *data, uint32_t len)
 {
     return proto_create_vector(b, data, len, 1, 1);
 }
@@ -317,24 +316,24 @@ static inline struct proto_str proto_vec_str_at(struct proto_vec v, uint32_t i)
     return (struct proto_str){(const char *)p + 4, ts_load_le32(p)};
 }
 
-#define PROTO_SCALAR_READERS_(name, ctype, bits)                                           \
-    static inline ctype proto_read_##name(const uint8_t *tab, uint32_t voff, ctype dflt)   \
-    {                                                                                      \
-        const uint8_t *p = proto_read_field(tab, voff);                                    \
-        if (p == NULL) {                                                                   \
-            return dflt;                                                                   \
-        }                                                                                  \
-        uint##bits##_t u;                                                                  \
-        memcpy(&u, p, sizeof(u));                                                          \
-        ctype v;                                                                           \
-        memcpy(&v, &u, sizeof(v));                                                         \
-        return v;                                                                          \
-    }                                                                                      \
-    static inline ctype proto_vec_##name##_at(struct proto_vec v, uint32_t i)              \
-    {                                                                                      \
-        ctype x;                                                                           \
-        memcpy(&x, v.data + sizeof(ctype) * (size_t)i, sizeof(x));                         \
-        return x;                                                                          \
+#define PROTO_SCALAR_READERS_(name, ctype, bits)                                                   \
+    static inline ctype proto_read_##name(const uint8_t *tab, uint32_t voff, ctype dflt)           \
+    {                                                                                              \
+        const uint8_t *p = proto_read_field(tab, voff);                                            \
+        if (p == NULL) {                                                                           \
+            return dflt;                                                                           \
+        }                                                                                          \
+        uint##bits##_t u;                                                                          \
+        memcpy(&u, p, sizeof(u));                                                                  \
+        ctype v;                                                                                   \
+        memcpy(&v, &u, sizeof(v));                                                                 \
+        return v;                                                                                  \
+    }                                                                                              \
+    static inline ctype proto_vec_##name##_at(struct proto_vec v, uint32_t i)                      \
+    {                                                                                              \
+        ctype x;                                                                                   \
+        memcpy(&x, v.data + sizeof(ctype) * (size_t)i, sizeof(x));                                 \
+        return x;                                                                                  \
     }
 
 PROTO_SCALAR_READERS_(u8, uint8_t, 8)
@@ -378,7 +377,7 @@ struct proto_verifier {
     uint32_t len;
     uint32_t tables_left;
     uint64_t bytes_left;
-    char *errmsg;       /* may be NULL */
+    char *errmsg; /* may be NULL */
     size_t errmsg_bytes;
 };
 
@@ -444,8 +443,8 @@ PROTO_VF_INLINE uint32_t proto_vt_off(const struct proto_verifier *v, const stru
 
 /* A scalar or struct field of `bytes` at `align`: inside the table and aligned. */
 PROTO_VF_INLINE int proto_vf_inline(struct proto_verifier *v, const struct proto_vt *t,
-                                    uint32_t voff, uint32_t bytes, uint32_t align,
-                                    const char *type, const char *field)
+                                    uint32_t voff, uint32_t bytes, uint32_t align, const char *type,
+                                    const char *field)
 {
     uint32_t off = proto_vt_off(v, t, voff);
     if (off == 0) {
@@ -572,8 +571,8 @@ struct proto_json {
 void proto_json_init(struct proto_json *j, const struct ts_allocator *alloc);
 void proto_json_fini(struct proto_json *j);
 void proto_json_raw(struct proto_json *j, const char *s, size_t n);
-void proto_json_begin(struct proto_json *j, char c);  /* '{' or '[' */
-void proto_json_end(struct proto_json *j, char c);    /* '}' or ']' */
+void proto_json_begin(struct proto_json *j, char c); /* '{' or '[' */
+void proto_json_end(struct proto_json *j, char c);   /* '}' or ']' */
 void proto_json_key(struct proto_json *j, const char *key);
 void proto_json_u64(struct proto_json *j, uint64_t v);
 void proto_json_i64(struct proto_json *j, int64_t v);

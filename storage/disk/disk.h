@@ -46,8 +46,8 @@ enum disk_op {
 };
 
 /* Flags of disk_open. */
-#define DISK_OPEN_CREATE 0x1u    /* create if missing */
-#define DISK_OPEN_EXCL 0x2u      /* with CREATE: fail with -EEXIST if it exists */
+#define DISK_OPEN_CREATE 0x1u /* create if missing */
+#define DISK_OPEN_EXCL 0x2u   /* with CREATE: fail with -EEXIST if it exists */
 #define DISK_OPEN_READONLY 0x4u
 
 struct disk_req;
@@ -55,18 +55,18 @@ typedef void (*disk_req_cb)(struct disk_req *req);
 
 struct disk_req {
     /* Set by the caller before disk_submit. */
-    uint8_t op;                 /* enum disk_op */
-    uint32_t file;              /* from disk_open */
-    void *buf;                  /* borrowed until the callback */
+    uint8_t op;    /* enum disk_op */
+    uint32_t file; /* from disk_open */
+    void *buf;     /* borrowed until the callback */
     uint32_t len;
     uint64_t offset;
     disk_req_cb cb;
     void *data;
     /* Set by the backend. */
-    int32_t res;                /* bytes transferred (all of len on success), 0 for a
-                                   sync, or -errno. A read past the end of the file
-                                   returns fewer bytes. */
-    struct disk_req *next_;     /* backend's queue; do not touch */
+    int32_t res;            /* bytes transferred (all of len on success), 0 for a
+                               sync, or -errno. A read past the end of the file
+                               returns fewer bytes. */
+    struct disk_req *next_; /* backend's queue; do not touch */
 };
 
 struct disk_vtable {
@@ -81,8 +81,7 @@ struct disk_vtable {
     int (*mkdir)(struct disk *d, const char *path);
     /* Calls fn for every entry of dir but "." and ".." (order unspecified); stops and
      * returns fn's value when it is non-zero. */
-    int (*list)(struct disk *d, const char *dir, int (*fn)(void *arg, const char *name),
-                void *arg);
+    int (*list)(struct disk *d, const char *dir, int (*fn)(void *arg, const char *name), void *arg);
     /* Makes the creation, removal and renaming of dir's entries durable. */
     int (*sync_dir)(struct disk *d, const char *dir);
     /* Synchronous read, for recovery only. Returns bytes read or -errno. */
@@ -135,8 +134,8 @@ static inline int disk_mkdir(struct disk *d, const char *path)
     return d->vt->mkdir(d, path);
 }
 
-static inline int disk_list(struct disk *d, const char *dir,
-                            int (*fn)(void *arg, const char *name), void *arg)
+static inline int disk_list(struct disk *d, const char *dir, int (*fn)(void *arg, const char *name),
+                            void *arg)
 {
     return d->vt->list(d, dir, fn, arg);
 }

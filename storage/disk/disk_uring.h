@@ -22,9 +22,9 @@
 #include <stdint.h>
 
 struct disk_uring_config {
-    uint32_t ring_entries;  /* submission queue size; 0: 256 */
-    uint32_t inflight_max;  /* requests in flight at once; 0: 256 */
-    uint32_t files_max;     /* open files at once; 0: 1024 */
+    uint32_t ring_entries; /* submission queue size; 0: 256 */
+    uint32_t inflight_max; /* requests in flight at once; 0: 256 */
+    uint32_t files_max;    /* open files at once; 0: 1024 */
 };
 
 /* Creates the backend and its ring on the calling thread. Borrows alloc. Returns 0,

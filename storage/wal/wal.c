@@ -22,8 +22,8 @@ struct wal_group *wal_group_get(struct wal *w, uint64_t id, bool create, int *rc
     }
     /* Every group's state must fit a new segment with room left for entries. */
     uint64_t states = (uint64_t)(w->groups.count + 1) * WAL_GROUP_STATE_BYTES;
-    if (w->groups.count >= TS_WAL_GROUPS_MAX || (!w->readonly && w->nsegs > 0 &&
-                                                 states * 2 > w->segs[w->nsegs - 1].bytes)) {
+    if (w->groups.count >= TS_WAL_GROUPS_MAX ||
+        (!w->readonly && w->nsegs > 0 && states * 2 > w->segs[w->nsegs - 1].bytes)) {
         *rc = TS_EFULL;
         return NULL;
     }
@@ -162,8 +162,8 @@ static int apply_state(struct wal *w, struct wal_group *g, bool known, const uin
     g->count = 0;
     g->snap_index = snap;
     g->snap_term = ts_load_le64(p + 8);
-    g->hs = (struct wal_hard_state){ts_load_le64(p + 16), ts_load_le64(p + 24),
-                                    ts_load_le64(p + 32)};
+    g->hs =
+        (struct wal_hard_state){ts_load_le64(p + 16), ts_load_le64(p + 24), ts_load_le64(p + 32)};
     g->has_hs = (ts_load_le64(p + 40) & 1) != 0;
     for (uint64_t i = snap; i < last; i++) {
         int rc = group_reserve(w, g);
@@ -198,8 +198,8 @@ static int apply_truncate(struct wal_group *g, const uint8_t *p)
 }
 
 static const uint32_t payload_bytes[] = {
-    [WAL_BATCH] = 16, [WAL_ENTRY] = 16, [WAL_HARD_STATE] = 24, [WAL_TRUNCATE] = 8,
-    [WAL_COMPACT] = 16, [WAL_SNAPSHOT] = 16, [WAL_REMOVE] = 0, [WAL_GROUP_STATE] = 56,
+    [WAL_BATCH] = 16,   [WAL_ENTRY] = 16,    [WAL_HARD_STATE] = 24, [WAL_TRUNCATE] = 8,
+    [WAL_COMPACT] = 16, [WAL_SNAPSHOT] = 16, [WAL_REMOVE] = 0,      [WAL_GROUP_STATE] = 56,
 };
 
 int wal_apply(struct wal *w, uint8_t type, uint64_t group, const uint8_t *p, uint32_t len,
@@ -227,8 +227,7 @@ int wal_apply(struct wal *w, uint8_t type, uint64_t group, const uint8_t *p, uin
     case WAL_ENTRY:
         return apply_entry(w, g, p, len, lsn);
     case WAL_HARD_STATE:
-        g->hs = (struct wal_hard_state){ts_load_le64(p), ts_load_le64(p + 8),
-                                        ts_load_le64(p + 16)};
+        g->hs = (struct wal_hard_state){ts_load_le64(p), ts_load_le64(p + 8), ts_load_le64(p + 16)};
         g->has_hs = true;
         return 0;
     case WAL_TRUNCATE:
@@ -286,9 +285,11 @@ int wal_segment_create(struct wal *w, uint64_t seq, uint64_t base_lsn)
         rc = disk_sync_dir(w->disk, w->dir);
     }
     if (rc == 0) {
-        rc = wal_segs_push(w, (struct wal_segment){.seq = seq, .base_lsn = base_lsn,
-                                               .state_end_lsn = base_lsn,
-                                               .bytes = w->cfg.segment_bytes, .file = file});
+        rc = wal_segs_push(w, (struct wal_segment){.seq = seq,
+                                                   .base_lsn = base_lsn,
+                                                   .state_end_lsn = base_lsn,
+                                                   .bytes = w->cfg.segment_bytes,
+                                                   .file = file});
     }
     if (rc != 0) {
         disk_close(w->disk, file);
@@ -399,8 +400,8 @@ static int batch_room(struct wal *w, struct wal_batch *b, uint32_t more)
     while (cap < b->len + more) {
         cap *= 2;
     }
-    uint8_t *buf = b->buf == NULL ? ts_alloc(w->alloc, cap)
-                                  : ts_realloc(w->alloc, b->buf, b->cap, cap);
+    uint8_t *buf =
+        b->buf == NULL ? ts_alloc(w->alloc, cap) : ts_realloc(w->alloc, b->buf, b->cap, cap);
     if (buf == NULL) {
         return TS_ENOMEM;
     }
@@ -453,8 +454,8 @@ static int acc_start(struct wal *w, uint32_t first_record_bytes)
         return TS_ENOMEM;
     }
     /* Room for everything now, so that a failure stages nothing. */
-    int rc = batch_room(w, b, WAL_SEGMENT_HEADER_BYTES + WAL_BATCH_RECORD_BYTES +
-                                  first_record_bytes);
+    int rc =
+        batch_room(w, b, WAL_SEGMENT_HEADER_BYTES + WAL_BATCH_RECORD_BYTES + first_record_bytes);
     if (rc != 0) {
         b->next = w->spare;
         w->spare = b;
@@ -498,7 +499,6 @@ static void seal(struct wal *w)
     w->ready_tail = b;
 }
 
-
 /* Moves the tail to a new segment (the current batch is sealed first). */
 static int roll(struct wal *w)
 {
@@ -538,9 +538,9 @@ static int roll(struct wal *w)
  * states batch, and the next batch's BATCH record. */
 static uint64_t fresh_segment_bytes(const struct wal *w)
 {
-    uint64_t states = w->groups.count == 0
-                          ? 0
-                          : WAL_BATCH_RECORD_BYTES + (uint64_t)w->groups.count * WAL_GROUP_STATE_BYTES;
+    uint64_t states = w->groups.count == 0 ? 0
+                                           : WAL_BATCH_RECORD_BYTES +
+                                                 (uint64_t)w->groups.count * WAL_GROUP_STATE_BYTES;
     return WAL_SEGMENT_HEADER_BYTES + states + WAL_BATCH_RECORD_BYTES;
 }
 
@@ -915,8 +915,7 @@ int wal_term(const struct wal *w, uint64_t group, uint64_t index, uint64_t *term
     return 0;
 }
 
-int wal_groups(const struct wal *w, int (*fn)(void *arg, const struct wal_group_info *g),
-               void *arg)
+int wal_groups(const struct wal *w, int (*fn)(void *arg, const struct wal_group_info *g), void *arg)
 {
     uint32_t pos = 0;
     uint64_t key;
@@ -996,7 +995,8 @@ static int read_record(const uint8_t *rec, uint64_t seq, uint64_t group, uint64_
 {
     uint32_t plen = ts_load_le32(rec);
     if (plen != 16 + len || rec[8] != WAL_ENTRY || ts_load_le64(rec + 16) != group ||
-        ts_load_le64(rec + 32) != index || ts_load_le32(rec + 4) != wal_record_crc(seq, rec, plen)) {
+        ts_load_le64(rec + 32) != index ||
+        ts_load_le32(rec + 4) != wal_record_crc(seq, rec, plen)) {
         return TS_ECORRUPT;
     }
     if (len > 0) {
@@ -1063,11 +1063,15 @@ static int read_one(struct wal *w, struct wal_read_req *rr, const struct wal_ent
         ts_free(w->alloc, rec, rec_bytes);
         return TS_ENOMEM;
     }
-    *dr = (struct wal_disk_read){.rr = rr, .slot = slot, .seq = seg->seq, .rec = rec,
-                                 .rec_bytes = rec_bytes};
-    dr->req = (struct disk_req){.op = DISK_OP_READ, .file = seg->file, .buf = rec,
-                                .len = rec_bytes, .offset = ent->lsn - seg->base_lsn,
-                                .cb = disk_read_done, .data = dr};
+    *dr = (struct wal_disk_read){
+        .rr = rr, .slot = slot, .seq = seg->seq, .rec = rec, .rec_bytes = rec_bytes};
+    dr->req = (struct disk_req){.op = DISK_OP_READ,
+                                .file = seg->file,
+                                .buf = rec,
+                                .len = rec_bytes,
+                                .offset = ent->lsn - seg->base_lsn,
+                                .cb = disk_read_done,
+                                .data = dr};
     rr->pending_++;
     w->segs[seg - w->segs].reads++;
     disk_submit(w->disk, &dr->req);
@@ -1096,8 +1100,8 @@ int wal_read(struct wal *w, struct wal_read_req *rr)
             rr->res = TS_ETOOBIG;
             break;
         }
-        rr->entries[rr->count] = (struct wal_entry){.term = ent->term, .index = i,
-                                                    .data = rr->buf + used, .len = ent->len};
+        rr->entries[rr->count] = (struct wal_entry){
+            .term = ent->term, .index = i, .data = rr->buf + used, .len = ent->len};
         int rc = read_one(w, rr, ent, rr->count);
         if (rc != 0) {
             rr->res = rc;
@@ -1115,7 +1119,7 @@ int wal_read(struct wal *w, struct wal_read_req *rr)
 /* ------------------------------------------------------------------ open / close */
 
 int wal_init(struct wal *w, const struct wal_config *cfg, struct disk *disk,
-                    const struct ts_allocator *alloc)
+             const struct ts_allocator *alloc)
 {
     *w = (struct wal){.cfg = *cfg, .disk = disk, .alloc = alloc};
     if (w->cfg.segment_bytes == 0) {
@@ -1205,13 +1209,12 @@ void wal_close(struct wal *w)
 
 int wal_inspect(const char *dir, struct disk *disk, const struct ts_allocator *alloc,
                 int (*fn)(void *arg, const struct wal_record_info *r),
-                void (*report_cb)(void *arg, const char *line), void *arg,
-                struct wal_stats *stats, char *errmsg, size_t errmsg_bytes)
+                void (*report_cb)(void *arg, const char *line), void *arg, struct wal_stats *stats,
+                char *errmsg, size_t errmsg_bytes)
 {
     TS_ASSERT(dir != NULL && disk != NULL && alloc != NULL);
     TS_ASSERT(fn != NULL);
-    struct wal_config cfg = {.dir = dir, .report_cb = report_cb, .data = arg,
-                             .cache_bytes = 4096};
+    struct wal_config cfg = {.dir = dir, .report_cb = report_cb, .data = arg, .cache_bytes = 4096};
     struct wal *w = ts_alloc(alloc, sizeof(*w));
     if (w == NULL) {
         return TS_ENOMEM;
@@ -1233,9 +1236,10 @@ int wal_inspect(const char *dir, struct disk *disk, const struct ts_allocator *a
 const char *wal_record_type_name(uint8_t type)
 {
     static const char *const names[] = {
-        [WAL_BATCH] = "BATCH",       [WAL_ENTRY] = "ENTRY",     [WAL_HARD_STATE] = "HARD_STATE",
-        [WAL_TRUNCATE] = "TRUNCATE", [WAL_COMPACT] = "COMPACT", [WAL_SNAPSHOT] = "SNAPSHOT",
-        [WAL_REMOVE] = "REMOVE",     [WAL_GROUP_STATE] = "GROUP_STATE",
+        [WAL_BATCH] = "BATCH",           [WAL_ENTRY] = "ENTRY",
+        [WAL_HARD_STATE] = "HARD_STATE", [WAL_TRUNCATE] = "TRUNCATE",
+        [WAL_COMPACT] = "COMPACT",       [WAL_SNAPSHOT] = "SNAPSHOT",
+        [WAL_REMOVE] = "REMOVE",         [WAL_GROUP_STATE] = "GROUP_STATE",
     };
     return type >= WAL_BATCH && type <= WAL_GROUP_STATE ? names[type] : "?";
 }

@@ -109,10 +109,10 @@ enum wal_record_type {
 #define WAL_MAGIC "TSWAL01\n"
 
 struct wal_config {
-    const char *dir;              /* created if missing */
-    uint64_t segment_bytes;       /* 0: TS_WAL_SEGMENT_BYTES_DEFAULT */
-    uint32_t inflight_bytes_max;  /* staged + being written; 0: TS_WAL_INFLIGHT_BYTES_MAX */
-    uint32_t cache_bytes;         /* recent log kept for reads; 0: TS_WAL_CACHE_BYTES_DEFAULT */
+    const char *dir;             /* created if missing */
+    uint64_t segment_bytes;      /* 0: TS_WAL_SEGMENT_BYTES_DEFAULT */
+    uint32_t inflight_bytes_max; /* staged + being written; 0: TS_WAL_INFLIGHT_BYTES_MAX */
+    uint32_t cache_bytes;        /* recent log kept for reads; 0: TS_WAL_CACHE_BYTES_DEFAULT */
     /* Called inside disk_run when a batch becomes durable. */
     void (*durable_cb)(void *data, uint64_t durable_lsn);
     void *data;
@@ -135,7 +135,7 @@ struct wal_hard_state {
 
 struct wal_group_info {
     uint64_t group;
-    uint64_t snap_index;  /* entries <= snap_index are compacted away */
+    uint64_t snap_index; /* entries <= snap_index are compacted away */
     uint64_t snap_term;
     uint64_t first_index; /* snap_index + 1 */
     uint64_t last_index;  /* snap_index when the log is empty */
@@ -205,8 +205,8 @@ struct wal_read_req {
     void (*cb)(struct wal_read_req *req);
     void *data;
     /* results */
-    int res;                   /* 0, or an error */
-    uint32_t count;            /* entries read */
+    int res;        /* 0, or an error */
+    uint32_t count; /* entries read */
     /* private */
     uint32_t pending_;
     struct wal *wal_;
@@ -217,14 +217,14 @@ struct wal_stats;
 
 /* One record as tessera-admin shows it. */
 struct wal_record_info {
-    uint64_t seq;     /* segment */
-    uint64_t offset;  /* in the segment file */
+    uint64_t seq;    /* segment */
+    uint64_t offset; /* in the segment file */
     uint64_t lsn;
-    uint8_t type;     /* enum wal_record_type */
+    uint8_t type; /* enum wal_record_type */
     uint64_t group;
-    uint64_t term;    /* ENTRY, HARD_STATE, COMPACT, SNAPSHOT, GROUP_STATE (hard state's) */
-    uint64_t index;   /* ENTRY, TRUNCATE, COMPACT, SNAPSHOT, GROUP_STATE (snap_index) */
-    uint32_t len;     /* payload bytes */
+    uint64_t term;  /* ENTRY, HARD_STATE, COMPACT, SNAPSHOT, GROUP_STATE (hard state's) */
+    uint64_t index; /* ENTRY, TRUNCATE, COMPACT, SNAPSHOT, GROUP_STATE (snap_index) */
+    uint32_t len;   /* payload bytes */
 };
 
 /*
@@ -236,8 +236,8 @@ struct wal_record_info {
  */
 int wal_inspect(const char *dir, struct disk *disk, const struct ts_allocator *alloc,
                 int (*fn)(void *arg, const struct wal_record_info *r),
-                void (*report_cb)(void *arg, const char *line), void *arg,
-                struct wal_stats *stats, char *errmsg, size_t errmsg_bytes);
+                void (*report_cb)(void *arg, const char *line), void *arg, struct wal_stats *stats,
+                char *errmsg, size_t errmsg_bytes);
 
 /* The name of a record type ("ENTRY"...), or "?" */
 const char *wal_record_type_name(uint8_t type);

@@ -26,8 +26,8 @@
 /* One retained entry: where its record is and what term it has. */
 struct wal_ent {
     uint64_t term;
-    uint64_t lsn;  /* of the record's first byte */
-    uint32_t len;  /* entry data bytes */
+    uint64_t lsn; /* of the record's first byte */
+    uint32_t len; /* entry data bytes */
 };
 
 struct wal_group {
@@ -39,7 +39,7 @@ struct wal_group {
     uint32_t count;
     uint32_t cap;
     bool has_hs;
-    bool staged;          /* a record of it was staged: new segments carry its state */
+    bool staged; /* a record of it was staged: new segments carry its state */
     struct wal_hard_state hs;
 };
 
@@ -57,10 +57,10 @@ struct wal_batch {
     uint32_t len;
     uint32_t cap;
     uint32_t records;
-    uint64_t lsn;         /* LSN of buf[0] */
-    uint64_t offset;      /* file offset of buf[0] */
+    uint64_t lsn;    /* LSN of buf[0] */
+    uint64_t offset; /* file offset of buf[0] */
     uint32_t file;
-    uint32_t batch_at;    /* offset in buf of the BATCH record */
+    uint32_t batch_at; /* offset in buf of the BATCH record */
     struct wal_batch *next;
 };
 
@@ -70,25 +70,25 @@ struct wal {
     struct disk *disk;
     const struct ts_allocator *alloc;
     struct ts_map64 groups;
-    struct wal_segment *segs;  /* oldest first */
+    struct wal_segment *segs; /* oldest first */
     uint32_t nsegs;
     uint32_t segs_cap;
     uint64_t staged_lsn;
     uint64_t durable_lsn;
-    uint64_t flush_lsn;        /* everything below was asked to become durable */
-    uint64_t recovered_lsn;    /* the end of what recovery found durable */
-    uint64_t shrink_lsn;       /* end of the last record that dropped entries */
-    uint64_t cache_lo_lsn;     /* the cache holds nothing below this */
-    bool gc_pending;           /* a segment may have become deletable */
-    uint64_t inflight_bytes;   /* staged, sealed and being written */
-    struct wal_batch *acc;     /* accumulating; NULL when nothing is staged */
-    struct wal_batch *ready;   /* sealed, oldest first */
+    uint64_t flush_lsn;      /* everything below was asked to become durable */
+    uint64_t recovered_lsn;  /* the end of what recovery found durable */
+    uint64_t shrink_lsn;     /* end of the last record that dropped entries */
+    uint64_t cache_lo_lsn;   /* the cache holds nothing below this */
+    bool gc_pending;         /* a segment may have become deletable */
+    uint64_t inflight_bytes; /* staged, sealed and being written */
+    struct wal_batch *acc;   /* accumulating; NULL when nothing is staged */
+    struct wal_batch *ready; /* sealed, oldest first */
     struct wal_batch *ready_tail;
     struct wal_batch *writing;
-    struct wal_batch *spare;   /* recycled buffers */
+    struct wal_batch *spare; /* recycled buffers */
     struct disk_req req;
     int err;
-    uint8_t *cache;            /* ring of the last cache_bytes of the log */
+    uint8_t *cache; /* ring of the last cache_bytes of the log */
     struct wal_stats stats;
     /* wal_inspect: read only, and every replayed record goes to inspect_fn. */
     bool readonly;
@@ -98,8 +98,8 @@ struct wal {
 
 /* Applies one record to the in-memory state (live or replayed). The record has been
  * validated: returns TS_ECORRUPT only for what validation cannot see (recovery). */
-int wal_apply(struct wal *w, uint8_t type, uint64_t group, const uint8_t *payload,
-              uint32_t len, uint64_t lsn);
+int wal_apply(struct wal *w, uint8_t type, uint64_t group, const uint8_t *payload, uint32_t len,
+              uint64_t lsn);
 
 /* Computes a record's CRC (see wal.h). */
 uint32_t wal_record_crc(uint64_t seq, const uint8_t *rec, uint32_t len);

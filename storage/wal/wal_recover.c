@@ -19,7 +19,7 @@
 struct scan {
     struct wal *w;
     const uint8_t *buf;
-    uint64_t size;     /* bytes read (the file's size) */
+    uint64_t size; /* bytes read (the file's size) */
     uint64_t seq;
     uint64_t base_lsn;
     char path[320];
@@ -95,8 +95,8 @@ static uint32_t batch_header_ok(const struct scan *s, uint64_t pos)
 }
 
 /* Checks every record of the batch at pos. Returns 0 or a reason. */
-static const char *batch_check(const struct scan *s, uint64_t pos, uint32_t batch,
-                               uint64_t *bad_at, uint64_t *bad_group)
+static const char *batch_check(const struct scan *s, uint64_t pos, uint32_t batch, uint64_t *bad_at,
+                               uint64_t *bad_group)
 {
     uint64_t end = pos + batch;
     uint32_t want = ts_load_le32(s->buf + pos + 28);
@@ -124,8 +124,11 @@ static int inspect_record(struct scan *s, uint64_t q)
 {
     const uint8_t *r = s->buf + q;
     const uint8_t *p = r + WAL_RECORD_HEADER_BYTES;
-    struct wal_record_info info = {.seq = s->seq, .offset = q, .lsn = s->base_lsn + q,
-                                   .type = r[8], .group = ts_load_le64(r + 16),
+    struct wal_record_info info = {.seq = s->seq,
+                                   .offset = q,
+                                   .lsn = s->base_lsn + q,
+                                   .type = r[8],
+                                   .group = ts_load_le64(r + 16),
                                    .len = ts_load_le32(r)};
     switch (info.type) {
     case WAL_ENTRY:
@@ -199,8 +202,13 @@ static int zero_range(struct wal *w, uint32_t file, uint64_t from, uint64_t to)
     }
     memset(zeros, 0, n);
     bool done = false;
-    struct disk_req req = {.op = DISK_OP_WRITE_FDATASYNC, .file = file, .buf = zeros, .len = n,
-                           .offset = from, .cb = zero_done, .data = &done};
+    struct disk_req req = {.op = DISK_OP_WRITE_FDATASYNC,
+                           .file = file,
+                           .buf = zeros,
+                           .len = n,
+                           .offset = from,
+                           .cb = zero_done,
+                           .data = &done};
     disk_submit(w->disk, &req);
     int rc = 0;
     while (!done && rc >= 0) {
@@ -215,8 +223,8 @@ static int zero_range(struct wal *w, uint32_t file, uint64_t from, uint64_t to)
 
 /* The last segment has a bad batch at pos: a torn tail, or corruption if any valid
  * batch follows it. */
-static int cut_tail(struct scan *s, uint32_t file, uint64_t pos, const char *why,
-                    uint64_t bad_at, uint64_t bad_group)
+static int cut_tail(struct scan *s, uint32_t file, uint64_t pos, const char *why, uint64_t bad_at,
+                    uint64_t bad_group)
 {
     for (uint64_t q = pos + 8; q + WAL_RECORD_HEADER_BYTES <= s->size; q += 8) {
         if (batch_header_ok(s, q) != 0) {
@@ -250,8 +258,8 @@ static int scan_batches(struct scan *s, uint32_t file, bool is_last, uint64_t *u
         }
         uint64_t bad_at = pos, bad_group = 0;
         uint32_t batch = batch_header_ok(s, pos);
-        const char *why = batch == 0 ? "bad batch header" : batch_check(s, pos, batch, &bad_at,
-                                                                        &bad_group);
+        const char *why =
+            batch == 0 ? "bad batch header" : batch_check(s, pos, batch, &bad_at, &bad_group);
         if (why != NULL) {
             *used = pos;
             if (!is_last) {
@@ -394,9 +402,11 @@ static int recover_segment(struct wal *w, struct scan *s, struct read_buf *rb, b
         rc = scan_batches(s, file, is_last, &used);
     }
     if (rc == 0) {
-        rc = wal_segs_push(w, (struct wal_segment){.seq = s->seq, .base_lsn = s->base_lsn,
+        rc = wal_segs_push(w, (struct wal_segment){.seq = s->seq,
+                                                   .base_lsn = s->base_lsn,
                                                    .state_end_lsn = s->base_lsn,
-                                                   .bytes = s->size, .file = file});
+                                                   .bytes = s->size,
+                                                   .file = file});
     }
     if (rc != 0) {
         disk_close(w->disk, file);
@@ -524,8 +534,7 @@ static int replay(struct wal *w, const struct seq_list *l, char *errmsg, size_t 
     struct read_buf rb = {0};
     int rc = 0;
     for (uint32_t i = 0; i < l->n && rc == 0; i++) {
-        struct scan s = {.w = w, .seq = l->seqs[i], .errmsg = errmsg,
-                         .errmsg_bytes = errmsg_bytes};
+        struct scan s = {.w = w, .seq = l->seqs[i], .errmsg = errmsg, .errmsg_bytes = errmsg_bytes};
         rc = recover_segment(w, &s, &rb, i == l->n - 1, &expect);
     }
     ts_free(w->alloc, rb.p, rb.bytes);
@@ -605,8 +614,8 @@ int wal_recover(struct wal *w, char *errmsg, size_t errmsg_bytes)
     }
     if (rc == 0) {
         char line[400];
-        snprintf(line, sizeof(line), "wal: %s: %u segments, %u groups, log at %" PRIu64,
-                 w->dir, w->nsegs, w->groups.count, w->staged_lsn);
+        snprintf(line, sizeof(line), "wal: %s: %u segments, %u groups, log at %" PRIu64, w->dir,
+                 w->nsegs, w->groups.count, w->staged_lsn);
         report(w, line);
     }
     return rc;

@@ -210,8 +210,12 @@ Test(proto_builder, struct_vectors_and_scalar_vectors)
 {
     struct proto_heartbeat hb[3];
     for (int i = 0; i < 3; i++) {
-        hb[i] = (struct proto_heartbeat){.group_id = (uint64_t)i + 10, .term = 7, .commit = 99,
-                                         .from = 1, .to = 2, .read_context = (uint64_t)i};
+        hb[i] = (struct proto_heartbeat){.group_id = (uint64_t)i + 10,
+                                         .term = 7,
+                                         .commit = 99,
+                                         .from = 1,
+                                         .to = 2,
+                                         .read_context = (uint64_t)i};
     }
     proto_ref hbs = proto_heartbeat_vec_create(&b, hb, 3);
     uint64_t voters[] = {1, 2, 3, UINT64_MAX};
