@@ -58,6 +58,13 @@
  * (back-pressure) instead of memory growing while the disk is slow. */
 #define TS_WAL_INFLIGHT_BYTES_MAX (64u * 1024 * 1024)
 
+/* One WAL write (batch). Buffers of this size are allocated once and reused, so the
+ * append path never reallocates; a fuller batch is sealed and the next one started.
+ * 1 MiB writes already reach the disk's sequential bandwidth here (bench/RESULTS.md),
+ * and at ~1,000 fsyncs/s they carry millions of small records per second. A single
+ * record larger than this gets a batch of its own. */
+#define TS_WAL_BATCH_BYTES_MAX (1024u * 1024)
+
 /* Recent log kept in memory per shard for replication and watch replay reads. */
 #define TS_WAL_CACHE_BYTES_DEFAULT (16u * 1024 * 1024)
 
@@ -68,6 +75,8 @@
  * record per group, which must leave room for the largest entry. */
 #define TS_WAL_GROUPS_MAX 100000u
 
+_Static_assert(TS_WAL_BATCH_BYTES_MAX * 4 <= TS_WAL_INFLIGHT_BYTES_MAX,
+               "several batches can queue behind the one being written");
 _Static_assert(TS_WAL_INFLIGHT_BYTES_MAX >= 2 * (TS_WAL_ENTRY_BYTES_MAX + 64),
                "two of the largest entries can be staged while one is written");
 _Static_assert(TS_WAL_SEGMENT_BYTES_DEFAULT >=

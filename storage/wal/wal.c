@@ -396,7 +396,9 @@ static int batch_room(struct wal *w, struct wal_batch *b, uint32_t more)
     if (b->len + more <= b->cap) {
         return 0;
     }
-    uint32_t cap = b->cap == 0 ? 64 * 1024 : b->cap;
+    /* Allocated once at TS_WAL_BATCH_BYTES_MAX and reused (batches are sealed before
+     * they outgrow it); only a record larger than that makes a larger buffer. */
+    uint32_t cap = TS_WAL_BATCH_BYTES_MAX;
     while (cap < b->len + more) {
         cap *= 2;
     }
@@ -528,10 +530,7 @@ static int roll(struct wal *w)
     }
     tail_seg(w)->state_end_lsn = w->staged_lsn;
     w->gc_pending = true;
-    if (w->acc != NULL && w->acc->records > 0) {
-        seal(w); /* the states form the segment's first batch on their own */
-    }
-    return rc;
+    return rc; /* the states share their batch with the records that follow */
 }
 
 /* Bytes a new segment needs before its first ordinary record: header, the groups'
@@ -561,6 +560,10 @@ static int stage(struct wal *w, uint8_t type, uint64_t group, const uint8_t *p1,
     uint64_t need = bytes + (w->acc == NULL ? WAL_BATCH_RECORD_BYTES : 0);
     if (type != WAL_GROUP_STATE && fresh_segment_bytes(w) + bytes > tail_seg(w)->bytes) {
         return TS_ETOOBIG; /* would not fit even a new segment */
+    }
+    if (w->acc != NULL && w->acc->records > 0 && w->acc->len + bytes > TS_WAL_BATCH_BYTES_MAX) {
+        seal(w); /* a full batch goes as it is; this record starts the next one */
+        need = bytes + WAL_BATCH_RECORD_BYTES;
     }
     if (w->staged_lsn + need > seg_end) {
         if (type != WAL_GROUP_STATE) {
@@ -714,42 +717,65 @@ int wal_flush(struct wal *w)
 
 /* ------------------------------------------------------------------ public: records */
 
+/* Stages and applies one entry, making the group on its first record. One lookup per
+ * call: *g is the group or NULL. */
+static int append_one(struct wal *w, uint64_t group, struct wal_group **g,
+                      const struct wal_entry *e)
+{
+    bool created = false;
+    int rc = 0;
+    if (*g == NULL) {
+        *g = wal_group_get(w, group, true, &rc);
+        if (*g == NULL) {
+            return rc;
+        }
+        created = true;
+    }
+    rc = group_reserve(w, *g);
+    uint8_t h[16];
+    uint64_t lsn;
+    ts_store_le64(h, e->term);
+    ts_store_le64(h + 8, e->index);
+    if (rc == 0) {
+        rc = stage(w, WAL_ENTRY, group, h, 16, e->data, e->len, &lsn);
+    }
+    if (rc != 0) {
+        if (created) {
+            group_free(w, ts_map64_del(&w->groups, group));
+            *g = NULL;
+        }
+        return rc;
+    }
+    (*g)->staged = true;
+    rc = apply_entry(w, *g, h, 16 + e->len, lsn); /* reads the 16-byte head only */
+    TS_ASSERT(rc == 0);                          /* reserved, and the indexes were checked */
+    return 0;
+}
+
 int wal_append(struct wal *w, uint64_t group, const struct wal_entry *e, uint32_t n)
 {
     if (w->err != 0 || n == 0) {
         return w->err;
     }
-    int rc;
-    struct wal_group *g = wal_group_get(w, group, false, &rc);
+    struct wal_group *g = ts_map64_get(&w->groups, group);
     uint64_t snap = g != NULL ? g->snap_index : 0;
     uint64_t last = g != NULL ? wal_group_last(g) : 0;
     if (e[0].index <= snap || e[0].index > last + 1) {
         return TS_EINVAL;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if (e[i].index != e[0].index + i || e[i].len > TS_WAL_ENTRY_BYTES_MAX) {
-            return e[i].len > TS_WAL_ENTRY_BYTES_MAX ? TS_ETOOBIG : TS_EINVAL;
+        if (e[i].len > TS_WAL_ENTRY_BYTES_MAX) {
+            return TS_ETOOBIG;
+        }
+        if (e[i].index != e[0].index + i) {
+            return TS_EINVAL;
         }
     }
     for (uint32_t i = 0; i < n; i++) {
-        uint8_t h[16];
-        uint64_t lsn;
-        ts_store_le64(h, e[i].term);
-        ts_store_le64(h + 8, e[i].index);
-        bool created;
-        rc = prepare(w, group, &created);
-        if (rc == 0) {
-            rc = stage(w, WAL_ENTRY, group, h, 16, e[i].data, e[i].len, &lsn);
-            if (rc != 0) {
-                unprepare(w, group, created);
-            }
-        }
+        int rc = append_one(w, group, &g, &e[i]);
         if (rc != 0) {
             return rc; /* entries before i are staged; the caller retries from i */
         }
-        /* apply reads only the 16-byte head of an entry's payload */
-        rc = wal_apply(w, WAL_ENTRY, group, h, 16 + e[i].len, lsn);
-        TS_ASSERT(rc == 0); /* prepared, and the indexes were checked */
         if (i == 0 && e[0].index <= last) {
             w->shrink_lsn = w->staged_lsn; /* an implied truncation */
             w->gc_pending = true;
