@@ -17,6 +17,8 @@ packages=(
     fio redis-server redis-tools liblmdb-dev lmdb-utils
     # tools used by the test and bench scripts
     procps iproute2 valgrind
+    # coverage report (tests/coverage.sh)
+    gcovr
 )
 
 missing=()
