@@ -75,6 +75,44 @@
  * record per group, which must leave room for the largest entry. */
 #define TS_WAL_GROUPS_MAX 100000u
 
+/* storage/disk: the simulated disk (tests) */
+/* Longest path accepted (Linux's PATH_MAX, terminator included). */
+#define TS_DISK_SIM_PATH_BYTES_MAX 4096u
+/* Open handles at once, like a process's descriptor limit. */
+#define TS_DISK_SIM_HANDLES_MAX 65536u
+/* Largest file: everything lives in memory, and a runaway offset must fail (-EFBIG)
+ * rather than ask the allocator (or ASan) for terabytes. */
+#define TS_DISK_SIM_FILE_BYTES_MAX (1ull << 30)
+/* Smallest buffer allocation, so that small appends do not reallocate each time. */
+#define TS_DISK_SIM_BUF_BYTES_MIN 4096u
+/* Steps one disk_run may take beyond those of the requests queued when it starts: a
+ * callback that always resubmits must not keep disk_run from returning. */
+#define TS_DISK_SIM_RUN_EXTRA_STEPS_MAX 65536u
+
+/* storage/disk: the io_uring backend */
+/* io_uring disk backend defaults (disk_uring_config fields left 0). */
+#define TS_DISK_URING_RING_ENTRIES_DEFAULT 256u
+#define TS_DISK_URING_INFLIGHT_DEFAULT 256u
+#define TS_DISK_URING_FILES_DEFAULT 1024u
+/* The kernel's limits on the submission and completion queue sizes. */
+#define TS_DISK_URING_RING_ENTRIES_MAX 32768u
+#define TS_DISK_URING_CQ_ENTRIES_MAX 65536u
+/* Slot indexes live in user_data above the step byte. A request has at most two CQEs
+ * due at once, and the completion queue holds two per slot, so it never overflows (an
+ * overflowing ring would refuse submissions with -EBUSY). */
+#define TS_DISK_URING_STEP_BITS 8
+#define TS_DISK_URING_INFLIGHT_MAX (TS_DISK_URING_CQ_ENTRIES_MAX / 2)
+#define TS_DISK_URING_FILES_MAX (1u << 20)
+/* Reissues of a request without any progress (-EAGAIN, -EINTR, -ECANCELED) before it
+ * fails with that error: a device that keeps refusing must not be retried forever. */
+#define TS_DISK_URING_RETRIES_MAX 64u
+/* CQEs copied out of the ring at a time, so the ring is advanced before any handling
+ * (which may submit) runs. */
+#define TS_DISK_URING_CQE_BATCH 64u
+/* Blocking passes of one disk_run(wait) that complete nothing a caller sees (only
+ * reissued short transfers): a bound on the loop, never reached in practice. */
+#define TS_DISK_URING_WAIT_PASSES_MAX 1024u
+
 _Static_assert(TS_WAL_BATCH_BYTES_MAX * 4 <= TS_WAL_INFLIGHT_BYTES_MAX,
                "several batches can queue behind the one being written");
 _Static_assert(TS_WAL_INFLIGHT_BYTES_MAX >= 2 * (TS_WAL_ENTRY_BYTES_MAX + 64),
@@ -91,5 +129,30 @@ _Static_assert(TS_FRAME_BYTES_MAX >=
 _Static_assert(TS_FRAME_BYTES_MAX < (1u << 31), "FlatBuffers offsets are below 2^31");
 _Static_assert(TS_PROTO_DEPTH_MAX <= 64, "never looser than the C++ verifier's depth");
 _Static_assert(TS_PROTO_TABLES_MAX <= 1000000, "never looser than the C++ verifier");
+
+/* B-tree page sizes (storage/btree). A page is the unit of copy-on-write and of the
+ * CRC32C check. 4 KiB matches the OS page and the usual SSD write unit, and is the
+ * smallest power of two in which a branch or leaf still holds three cells with keys of
+ * TS_KEY_BYTES_MAX (checked below). 512 is the smallest sector a device can write
+ * atomically; 64 KiB is the largest size whose in-page offsets fit the page format's
+ * 16-bit fields. Pages below 4 KiB are allowed for tests and small shards; they lower
+ * the key limit (btp_key_bytes_max in storage/btree/page.h). */
+#define TS_BTREE_PAGE_BYTES_MIN 512u
+#define TS_BTREE_PAGE_BYTES_MAX 65536u
+#define TS_BTREE_PAGE_BYTES_DEFAULT 4096u
+
+_Static_assert((TS_BTREE_PAGE_BYTES_MIN & (TS_BTREE_PAGE_BYTES_MIN - 1)) == 0, "power of two");
+_Static_assert((TS_BTREE_PAGE_BYTES_MAX & (TS_BTREE_PAGE_BYTES_MAX - 1)) == 0, "power of two");
+_Static_assert((TS_BTREE_PAGE_BYTES_DEFAULT & (TS_BTREE_PAGE_BYTES_DEFAULT - 1)) == 0,
+               "power of two");
+_Static_assert(TS_BTREE_PAGE_BYTES_MIN <= TS_BTREE_PAGE_BYTES_DEFAULT &&
+                   TS_BTREE_PAGE_BYTES_DEFAULT <= TS_BTREE_PAGE_BYTES_MAX,
+               "the default page size lies in the allowed range");
+_Static_assert(TS_BTREE_PAGE_BYTES_MAX <= 65536u, "in-page offsets are 16-bit");
+/* 40-byte page header; a cell with a full key costs 2 (slot) + 8 or 16 (cell header)
+ * + key + 8 (overflow page number), and a page must hold three of them. */
+_Static_assert(3u * (2u + 16u + TS_KEY_BYTES_MAX) <= TS_BTREE_PAGE_BYTES_DEFAULT - 40u,
+               "a default page holds three cells with the longest key");
+_Static_assert(TS_VALUE_BYTES_MAX <= 0xffffffffu, "a leaf cell stores the value length in u32");
 
 #endif

@@ -24,6 +24,8 @@
 #define _GNU_SOURCE /* memrchr */
 #include "storage/disk/disk_sim.h"
 
+#include "core/util/limits.h"
+
 #include "core/util/assert.h"
 #include "core/util/rand.h"
 
@@ -31,21 +33,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Longest path accepted (Linux's PATH_MAX, terminator included). */
-#define SIM_PATH_BYTES_MAX 4096u
-/* Open handles at once, like a process's descriptor limit. */
-#define SIM_HANDLES_MAX 65536u
-/* Largest file: everything lives in memory, and a runaway offset must fail (-EFBIG)
- * rather than ask the allocator (or ASan) for terabytes. */
-#define SIM_FILE_BYTES_MAX (1ull << 30)
-/* Smallest buffer allocation, so that small appends do not reallocate each time. */
-#define SIM_BUF_BYTES_MIN 4096u
-/* Steps one disk_run may take beyond those of the requests queued when it starts: a
- * callback that always resubmits must not keep disk_run from returning. */
-#define SIM_RUN_EXTRA_STEPS_MAX 65536u
 
 _Static_assert(sizeof(size_t) == 8, "images are indexed with 64-bit sizes");
-_Static_assert(SIM_FILE_BYTES_MAX < INT64_MAX / 4, "buffer doubling cannot overflow");
+_Static_assert(TS_DISK_SIM_FILE_BYTES_MAX < INT64_MAX / 4, "buffer doubling cannot overflow");
 
 struct sim_buf {
     uint8_t *p;
@@ -122,11 +112,11 @@ static struct disk_sim *sim_of(struct disk *d)
 static int buf_reserve(const struct ts_allocator *a, struct sim_buf *b, uint64_t need)
 {
     TS_DASSERT(b->size <= b->cap);
-    TS_ASSERT(need <= 2 * SIM_FILE_BYTES_MAX);
+    TS_ASSERT(need <= 2 * TS_DISK_SIM_FILE_BYTES_MAX);
     if (need <= b->cap) {
         return 0;
     }
-    uint64_t cap = b->cap < SIM_BUF_BYTES_MIN ? SIM_BUF_BYTES_MIN : b->cap;
+    uint64_t cap = b->cap < TS_DISK_SIM_BUF_BYTES_MIN ? TS_DISK_SIM_BUF_BYTES_MIN : b->cap;
     while (cap < need) {
         cap *= 2;
     }
@@ -235,7 +225,7 @@ static uint64_t used_bytes(const struct disk_sim *s)
         n++;
     }
     TS_DASSERT(n > 0 || used == 0);
-    TS_DASSERT(used <= (uint64_t)n * SIM_FILE_BYTES_MAX);
+    TS_DASSERT(used <= (uint64_t)n * TS_DISK_SIM_FILE_BYTES_MAX);
     return used;
 }
 
@@ -244,7 +234,7 @@ static int room_check(const struct disk_sim *s, const struct sim_inode *ino, uin
 {
     TS_DASSERT(!ino->is_dir);
     TS_DASSERT(ino->durable.size <= ino->written.size);
-    if (end > SIM_FILE_BYTES_MAX) {
+    if (end > TS_DISK_SIM_FILE_BYTES_MAX) {
         return -EFBIG;
     }
     if (end <= ino->written.size || s->capacity == 0) {
@@ -340,8 +330,8 @@ static int path_check(const char *path, size_t *bytes)
 {
     TS_ASSERT(path != NULL);
     TS_ASSERT(bytes != NULL);
-    size_t n = strnlen(path, SIM_PATH_BYTES_MAX);
-    if (n == SIM_PATH_BYTES_MAX) {
+    size_t n = strnlen(path, TS_DISK_SIM_PATH_BYTES_MAX);
+    if (n == TS_DISK_SIM_PATH_BYTES_MAX) {
         return -ENAMETOOLONG;
     }
     if (n == 0 || (n > 1 && path[n - 1] == '/')) {
@@ -521,14 +511,14 @@ static int node_create(struct disk_sim *s, const char *path, size_t bytes, bool 
 /* Finds the lowest free handle (growing the table); does not claim it. */
 static int handle_find_free(struct disk_sim *s, uint32_t *out)
 {
-    TS_DASSERT(s->handle_cap <= SIM_HANDLES_MAX);
+    TS_DASSERT(s->handle_cap <= TS_DISK_SIM_HANDLES_MAX);
     for (uint32_t h = 0; h < s->handle_cap; h++) {
         if (s->handles[h].inode == NULL) {
             *out = h;
             return 0;
         }
     }
-    if (s->handle_cap == SIM_HANDLES_MAX) {
+    if (s->handle_cap == TS_DISK_SIM_HANDLES_MAX) {
         return -EMFILE;
     }
     uint32_t old = s->handle_cap;
@@ -559,7 +549,7 @@ static int handle_get(struct disk_sim *s, uint32_t file, bool for_write, struct 
 
 static void handles_close_all(struct disk_sim *s)
 {
-    TS_DASSERT(s->handle_cap <= SIM_HANDLES_MAX);
+    TS_DASSERT(s->handle_cap <= TS_DISK_SIM_HANDLES_MAX);
     for (uint32_t h = 0; h < s->handle_cap; h++) {
         struct sim_inode *ino = s->handles[h].inode;
         s->handles[h].inode = NULL;
@@ -583,7 +573,7 @@ static int32_t data_write(struct disk_sim *s, uint32_t file, const void *buf, ui
         return rc;
     }
     uint64_t end = offset + len;
-    rc = offset > SIM_FILE_BYTES_MAX ? -EFBIG : room_check(s, ino, end);
+    rc = offset > TS_DISK_SIM_FILE_BYTES_MAX ? -EFBIG : room_check(s, ino, end);
     if (rc != 0) {
         return rc;
     }
@@ -752,7 +742,7 @@ static int sim_run(struct disk *d, bool wait)
 {
     struct disk_sim *s = sim_of(d);
     (void)wait; /* every step completes at once: there is never anything to wait for */
-    uint64_t budget = 2 * (uint64_t)s->queued + SIM_RUN_EXTRA_STEPS_MAX;
+    uint64_t budget = 2 * (uint64_t)s->queued + TS_DISK_SIM_RUN_EXTRA_STEPS_MAX;
     int callbacks = 0;
     bool called;
     while (budget > 0 && sim_step(s, &called)) {

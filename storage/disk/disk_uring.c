@@ -13,7 +13,7 @@
  * One request may take several trips to the kernel: a short transfer is reissued for
  * its remainder (for DISK_OP_WRITE_FDATASYNC with its linked fdatasync again, since the
  * kernel cancels the link with -ECANCELED when the write comes up short), and -EAGAIN,
- * -EINTR or -ECANCELED reissues what is missing, up to URING_RETRIES_MAX times without
+ * -EINTR or -ECANCELED reissues what is missing, up to TS_DISK_URING_RETRIES_MAX times without
  * progress. A read that returns 0 has reached the end of the file.
  *
  * The metadata calls are plain blocking syscalls. allocate and truncate are followed by
@@ -24,6 +24,8 @@
  */
 #define _GNU_SOURCE /* fallocate, gettid */
 #include "storage/disk/disk_uring.h"
+
+#include "core/util/limits.h"
 
 #include "core/util/assert.h"
 
@@ -37,32 +39,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define URING_RING_ENTRIES_DEFAULT 256u
-#define URING_INFLIGHT_DEFAULT 256u
-#define URING_FILES_DEFAULT 1024u
-/* The kernel's limits on the submission and completion queue sizes. */
-#define URING_RING_ENTRIES_MAX 32768u
-#define URING_CQ_ENTRIES_MAX 65536u
-/* Slot indexes live in user_data above the step byte. A request has at most two CQEs
- * due at once, and the completion queue holds two per slot, so it never overflows (an
- * overflowing ring would refuse submissions with -EBUSY). */
-#define URING_STEP_BITS 8
-#define URING_INFLIGHT_MAX (URING_CQ_ENTRIES_MAX / 2)
-#define URING_FILES_MAX (1u << 20)
-/* Reissues of a request without any progress (-EAGAIN, -EINTR, -ECANCELED) before it
- * fails with that error: a device that keeps refusing must not be retried forever. */
-#define URING_RETRIES_MAX 64u
-/* CQEs copied out of the ring at a time, so the ring is advanced before any handling
- * (which may submit) runs. */
-#define URING_CQE_BATCH 64u
-/* Blocking passes of one disk_run(wait) that complete nothing a caller sees (only
- * reissued short transfers): a bound on the loop, never reached in practice. */
-#define URING_WAIT_PASSES_MAX 1024u
 #define URING_SLOT_NONE UINT32_MAX
 
-_Static_assert(URING_INFLIGHT_MAX <= (UINT64_MAX >> URING_STEP_BITS), "slot fits user_data");
-_Static_assert(2 * URING_INFLIGHT_MAX <= URING_CQ_ENTRIES_MAX, "two CQEs per slot fit");
-_Static_assert(URING_RING_ENTRIES_MAX >= 2, "a linked write + fdatasync needs two SQEs");
+_Static_assert(TS_DISK_URING_INFLIGHT_MAX <= (UINT64_MAX >> TS_DISK_URING_STEP_BITS), "slot fits user_data");
+_Static_assert(2 * TS_DISK_URING_INFLIGHT_MAX <= TS_DISK_URING_CQ_ENTRIES_MAX, "two CQEs per slot fit");
+_Static_assert(TS_DISK_URING_RING_ENTRIES_MAX >= 2, "a linked write + fdatasync needs two SQEs");
 
 enum uring_step {
     URING_STEP_DATA = 1,
@@ -129,9 +110,9 @@ static bool op_has_sync(uint8_t op)
 
 static uint64_t user_data_pack(uint32_t slot, enum uring_step step)
 {
-    TS_DASSERT(slot < URING_INFLIGHT_MAX);
+    TS_DASSERT(slot < TS_DISK_URING_INFLIGHT_MAX);
     TS_DASSERT(step == URING_STEP_DATA || step == URING_STEP_SYNC);
-    return ((uint64_t)slot << URING_STEP_BITS) | (uint64_t)step;
+    return ((uint64_t)slot << TS_DISK_URING_STEP_BITS) | (uint64_t)step;
 }
 
 /* ---- Lists ----------------------------------------------------------------------- */
@@ -364,8 +345,8 @@ static void on_sync(struct uring_slot *sl, int32_t res)
 
 static void on_cqe(struct disk_uring *u, uint64_t user_data, int32_t res)
 {
-    uint32_t slot = (uint32_t)(user_data >> URING_STEP_BITS);
-    uint32_t step = (uint32_t)(user_data & ((1u << URING_STEP_BITS) - 1));
+    uint32_t slot = (uint32_t)(user_data >> TS_DISK_URING_STEP_BITS);
+    uint32_t step = (uint32_t)(user_data & ((1u << TS_DISK_URING_STEP_BITS) - 1));
     TS_ASSERT(slot < u->slots_max);
     struct uring_slot *sl = &u->slots[slot];
     TS_ASSERT(sl->req != NULL);
@@ -381,7 +362,7 @@ static void on_cqe(struct disk_uring *u, uint64_t user_data, int32_t res)
         return;
     }
     sl->retries = sl->progress ? 0 : sl->retries + 1;
-    if (sl->err == 0 && sl->retries > URING_RETRIES_MAX) {
+    if (sl->err == 0 && sl->retries > TS_DISK_URING_RETRIES_MAX) {
         sl->err = res < 0 ? res : -EIO;
     }
     slot_advance(u, slot);
@@ -395,7 +376,7 @@ struct uring_cqe_copy {
 /* Reaps every CQE in the ring, a batch at a time. */
 static void reap(struct disk_uring *u)
 {
-    struct uring_cqe_copy batch[URING_CQE_BATCH];
+    struct uring_cqe_copy batch[TS_DISK_URING_CQE_BATCH];
     TS_DASSERT(u->slots_used <= u->slots_max);
     for (;;) {
         uint32_t n = 0;
@@ -403,7 +384,7 @@ static void reap(struct disk_uring *u)
         struct io_uring_cqe *cqe;
         io_uring_for_each_cqe(&u->ring, head, cqe)
         {
-            if (n == URING_CQE_BATCH) {
+            if (n == TS_DISK_URING_CQE_BATCH) {
                 break;
             }
             batch[n].user_data = cqe->user_data;
@@ -414,8 +395,8 @@ static void reap(struct disk_uring *u)
         for (uint32_t i = 0; i < n; i++) {
             on_cqe(u, batch[i].user_data, batch[i].res);
         }
-        TS_DASSERT(n <= URING_CQE_BATCH);
-        if (n < URING_CQE_BATCH) {
+        TS_DASSERT(n <= TS_DISK_URING_CQE_BATCH);
+        if (n < TS_DISK_URING_CQE_BATCH) {
             return;
         }
     }
@@ -426,7 +407,7 @@ static void reap(struct disk_uring *u)
 static int pump(struct disk_uring *u, bool wait)
 {
     TS_DASSERT(u->slots_used <= u->slots_max);
-    for (uint32_t pass = 0; pass < URING_WAIT_PASSES_MAX; pass++) {
+    for (uint32_t pass = 0; pass < TS_DISK_URING_WAIT_PASSES_MAX; pass++) {
         bool block = wait && u->done_head == NULL && u->slots_used > 0;
         int rc = io_uring_submit_and_wait(&u->ring, block ? 1 : 0);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
@@ -741,7 +722,7 @@ static int64_t uring_pread(struct disk *d, uint32_t file, void *buf, size_t len,
 static void drain_kernel(struct disk_uring *u)
 {
     TS_DASSERT(u->slots_used <= u->slots_max);
-    for (uint32_t pass = 0; u->slots_used > 0 && pass < URING_WAIT_PASSES_MAX * 64; pass++) {
+    for (uint32_t pass = 0; u->slots_used > 0 && pass < TS_DISK_URING_WAIT_PASSES_MAX * 64; pass++) {
         int rc = io_uring_submit_and_wait(&u->ring, 1);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             break;
@@ -799,10 +780,10 @@ static const struct disk_vtable uring_vtable = {
 static int ring_init(struct disk_uring *u, uint32_t entries, uint32_t inflight)
 {
     TS_ASSERT(entries >= 2);
-    TS_ASSERT(entries <= URING_RING_ENTRIES_MAX);
+    TS_ASSERT(entries <= TS_DISK_URING_RING_ENTRIES_MAX);
     TS_ASSERT(inflight > 0);
     uint64_t cq = 2 * (uint64_t)(entries > inflight ? entries : inflight);
-    cq = cq > URING_CQ_ENTRIES_MAX ? URING_CQ_ENTRIES_MAX : cq;
+    cq = cq > TS_DISK_URING_CQ_ENTRIES_MAX ? TS_DISK_URING_CQ_ENTRIES_MAX : cq;
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
@@ -828,11 +809,11 @@ int disk_uring_create(const struct disk_uring_config *cfg, const struct ts_alloc
     TS_ASSERT(cfg != NULL);
     TS_ASSERT(alloc != NULL);
     TS_ASSERT(out != NULL);
-    uint32_t entries = or_default(cfg->ring_entries, URING_RING_ENTRIES_DEFAULT);
-    uint32_t inflight = or_default(cfg->inflight_max, URING_INFLIGHT_DEFAULT);
-    uint32_t files = or_default(cfg->files_max, URING_FILES_DEFAULT);
-    if (entries < 2 || entries > URING_RING_ENTRIES_MAX || inflight > URING_INFLIGHT_MAX ||
-        files > URING_FILES_MAX) {
+    uint32_t entries = or_default(cfg->ring_entries, TS_DISK_URING_RING_ENTRIES_DEFAULT);
+    uint32_t inflight = or_default(cfg->inflight_max, TS_DISK_URING_INFLIGHT_DEFAULT);
+    uint32_t files = or_default(cfg->files_max, TS_DISK_URING_FILES_DEFAULT);
+    if (entries < 2 || entries > TS_DISK_URING_RING_ENTRIES_MAX || inflight > TS_DISK_URING_INFLIGHT_MAX ||
+        files > TS_DISK_URING_FILES_MAX) {
         return -EINVAL;
     }
     struct disk_uring *u = ts_alloc(alloc, sizeof(*u));
