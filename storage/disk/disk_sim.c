@@ -33,7 +33,6 @@
 #include <stdint.h>
 #include <string.h>
 
-
 _Static_assert(sizeof(size_t) == 8, "images are indexed with 64-bit sizes");
 _Static_assert(TS_DISK_SIM_FILE_BYTES_MAX < INT64_MAX / 4, "buffer doubling cannot overflow");
 

@@ -41,8 +41,10 @@
 
 #define URING_SLOT_NONE UINT32_MAX
 
-_Static_assert(TS_DISK_URING_INFLIGHT_MAX <= (UINT64_MAX >> TS_DISK_URING_STEP_BITS), "slot fits user_data");
-_Static_assert(2 * TS_DISK_URING_INFLIGHT_MAX <= TS_DISK_URING_CQ_ENTRIES_MAX, "two CQEs per slot fit");
+_Static_assert(TS_DISK_URING_INFLIGHT_MAX <= (UINT64_MAX >> TS_DISK_URING_STEP_BITS),
+               "slot fits user_data");
+_Static_assert(2 * TS_DISK_URING_INFLIGHT_MAX <= TS_DISK_URING_CQ_ENTRIES_MAX,
+               "two CQEs per slot fit");
 _Static_assert(TS_DISK_URING_RING_ENTRIES_MAX >= 2, "a linked write + fdatasync needs two SQEs");
 
 enum uring_step {
@@ -722,7 +724,8 @@ static int64_t uring_pread(struct disk *d, uint32_t file, void *buf, size_t len,
 static void drain_kernel(struct disk_uring *u)
 {
     TS_DASSERT(u->slots_used <= u->slots_max);
-    for (uint32_t pass = 0; u->slots_used > 0 && pass < TS_DISK_URING_WAIT_PASSES_MAX * 64; pass++) {
+    for (uint32_t pass = 0; u->slots_used > 0 && pass < TS_DISK_URING_WAIT_PASSES_MAX * 64;
+         pass++) {
         int rc = io_uring_submit_and_wait(&u->ring, 1);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             break;
@@ -812,8 +815,8 @@ int disk_uring_create(const struct disk_uring_config *cfg, const struct ts_alloc
     uint32_t entries = or_default(cfg->ring_entries, TS_DISK_URING_RING_ENTRIES_DEFAULT);
     uint32_t inflight = or_default(cfg->inflight_max, TS_DISK_URING_INFLIGHT_DEFAULT);
     uint32_t files = or_default(cfg->files_max, TS_DISK_URING_FILES_DEFAULT);
-    if (entries < 2 || entries > TS_DISK_URING_RING_ENTRIES_MAX || inflight > TS_DISK_URING_INFLIGHT_MAX ||
-        files > TS_DISK_URING_FILES_MAX) {
+    if (entries < 2 || entries > TS_DISK_URING_RING_ENTRIES_MAX ||
+        inflight > TS_DISK_URING_INFLIGHT_MAX || files > TS_DISK_URING_FILES_MAX) {
         return -EINVAL;
     }
     struct disk_uring *u = ts_alloc(alloc, sizeof(*u));
