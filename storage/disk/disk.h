@@ -99,6 +99,19 @@ struct disk {
     const struct disk_vtable *vt;
 };
 
+/* A request a backend may accept: a known op, a callback, a length a completion's res
+ * can report, and a buffer unless the op moves no data. Backends assert it. */
+static inline bool disk_req_valid(const struct disk_req *req)
+{
+    if (req->op < DISK_OP_WRITE || req->op > DISK_OP_WRITE_FDATASYNC || req->cb == NULL) {
+        return false;
+    }
+    if (req->len > INT32_MAX) {
+        return false;
+    }
+    return req->op == DISK_OP_FDATASYNC || req->len == 0 || req->buf != NULL;
+}
+
 static inline int disk_open(struct disk *d, const char *path, uint32_t flags, uint32_t *file)
 {
     return d->vt->open(d, path, flags, file);

@@ -709,22 +709,11 @@ bool disk_sim_step(struct disk_sim *s)
 
 /* ---- The vtable: data path ------------------------------------------------------- */
 
-static bool req_valid(const struct disk_req *req)
-{
-    if (req->op < DISK_OP_WRITE || req->op > DISK_OP_WRITE_FDATASYNC || req->cb == NULL) {
-        return false;
-    }
-    if (req->len > INT32_MAX) {
-        return false;
-    }
-    return req->op == DISK_OP_FDATASYNC || req->len == 0 || req->buf != NULL;
-}
-
 static void sim_submit(struct disk *d, struct disk_req *req)
 {
     struct disk_sim *s = sim_of(d);
     TS_ASSERT(req != NULL);
-    TS_ASSERT(req_valid(req));
+    TS_ASSERT(disk_req_valid(req));
     TS_ASSERT(s->queued < UINT32_MAX);
     req->res = 0;
     req->next_ = NULL;

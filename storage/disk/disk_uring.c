@@ -457,22 +457,11 @@ static int run_callbacks(struct disk_uring *u)
 
 /* ---- The vtable: data path ------------------------------------------------------- */
 
-static bool req_valid(const struct disk_req *req)
-{
-    if (req->op < DISK_OP_WRITE || req->op > DISK_OP_WRITE_FDATASYNC || req->cb == NULL) {
-        return false;
-    }
-    if (req->len > INT32_MAX) {
-        return false;
-    }
-    return req->op == DISK_OP_FDATASYNC || req->len == 0 || req->buf != NULL;
-}
-
 static void uring_submit(struct disk *d, struct disk_req *req)
 {
     struct disk_uring *u = uring_of(d);
     TS_ASSERT(req != NULL);
-    TS_ASSERT(req_valid(req));
+    TS_ASSERT(disk_req_valid(req));
     req->res = 0;
     req->next_ = NULL;
     if (u->free_head == URING_SLOT_NONE || u->backlog_head != NULL) {

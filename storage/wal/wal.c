@@ -819,15 +819,22 @@ int wal_save_hard_state(struct wal *w, uint64_t group, const struct wal_hard_sta
     return stage_and_apply(w, WAL_HARD_STATE, group, p, sizeof(p));
 }
 
-int wal_truncate(struct wal *w, uint64_t group, uint64_t index)
+/* The group for a call that needs it to exist: 0, the sticky error, or TS_ENOTFOUND. */
+static int live_group(struct wal *w, uint64_t group, struct wal_group **g)
 {
+    *g = ts_map64_get(&w->groups, group);
     if (w->err != 0) {
         return w->err;
     }
-    int rc;
-    struct wal_group *g = wal_group_get(w, group, false, &rc);
-    if (g == NULL) {
-        return TS_ENOTFOUND;
+    return *g != NULL ? 0 : TS_ENOTFOUND;
+}
+
+int wal_truncate(struct wal *w, uint64_t group, uint64_t index)
+{
+    struct wal_group *g;
+    int rc = live_group(w, group, &g);
+    if (rc != 0) {
+        return rc;
     }
     if (index <= g->snap_index) {
         return TS_EINVAL;
@@ -839,13 +846,10 @@ int wal_truncate(struct wal *w, uint64_t group, uint64_t index)
 
 int wal_compact(struct wal *w, uint64_t group, uint64_t index)
 {
-    if (w->err != 0) {
-        return w->err;
-    }
-    int rc;
-    struct wal_group *g = wal_group_get(w, group, false, &rc);
-    if (g == NULL) {
-        return TS_ENOTFOUND;
+    struct wal_group *g;
+    int rc = live_group(w, group, &g);
+    if (rc != 0) {
+        return rc;
     }
     if (index <= g->snap_index || index > wal_group_last(g)) {
         return TS_EINVAL;
