@@ -1,0 +1,298 @@
+/* storage/btree: the tree against a reference model on the simulated disk: random
+ * puts, gets and deletes with checkpoints, clean reopens, crashes between checkpoints
+ * and at every step of a checkpoint. */
+#include "core/util/err.h"
+#include "core/util/limits.h"
+#include "core/util/rand.h"
+#include "storage/btree/btree.h"
+#include "storage/btree/page.h"
+#include "storage/disk/disk_sim.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEYS_MAX 600
+#define VALUE_MAX (200 * 1024)
+
+struct ref_kv {
+    uint8_t key[1024];
+    uint32_t key_len;
+    uint8_t *value;
+    uint32_t value_len;
+    bool live;
+};
+
+struct model {
+    struct ref_kv kv[KEYS_MAX];
+};
+
+static void model_copy(struct model *dst, const struct model *src)
+{
+    for (int i = 0; i < KEYS_MAX; i++) {
+        free(dst->kv[i].value);
+        dst->kv[i] = src->kv[i];
+        dst->kv[i].value = NULL;
+        if (src->kv[i].live && src->kv[i].value_len > 0) {
+            dst->kv[i].value = malloc(src->kv[i].value_len);
+            memcpy(dst->kv[i].value, src->kv[i].value, src->kv[i].value_len);
+        }
+    }
+}
+
+static void model_free(struct model *m)
+{
+    for (int i = 0; i < KEYS_MAX; i++) {
+        free(m->kv[i].value);
+        m->kv[i].value = NULL;
+    }
+}
+
+/* Key i: a few short keys share prefixes; some are long (up to 1024 bytes). */
+static void make_key(struct ref_kv *kv, int i, struct ts_rand *r, uint32_t key_max)
+{
+    uint32_t len = ts_rand_chance(r, 1, 20) ? 100 + (uint32_t)ts_rand_below(r, 925) : 8;
+    len = len > key_max ? key_max : len;
+    char head[16];
+    snprintf(head, sizeof(head), "%07d", i * 7919 % 1000003);
+    memset(kv->key, 'k', len);
+    memcpy(kv->key, head, 7);
+    kv->key[7] = (uint8_t)i;
+    kv->key_len = len;
+}
+
+static uint32_t value_len_for(struct ts_rand *r)
+{
+    if (ts_rand_chance(r, 1, 30)) {
+        return 1 + (uint32_t)ts_rand_below(r, VALUE_MAX); /* overflow pages */
+    }
+    return (uint32_t)ts_rand_below(r, 300);
+}
+
+struct env {
+    struct disk_sim *sim;
+    struct disk *disk;
+    struct btree *t;
+    uint64_t seed;
+    uint32_t page_bytes;
+};
+
+static void env_open(struct env *e)
+{
+    char err[256] = "";
+    struct btree_config cfg = {.path = "tree", .page_bytes = e->page_bytes};
+    int rc = btree_open(&cfg, e->disk, ts_allocator_default(), &e->t, err, sizeof(err));
+    cr_assert_eq(rc, 0, "seed %lu: open: %s %s", (unsigned long)e->seed, ts_errname(rc), err);
+}
+
+static void env_init(struct env *e, uint64_t seed, uint32_t page_bytes)
+{
+    *e = (struct env){.seed = seed, .page_bytes = page_bytes};
+    cr_assert_eq(disk_sim_create(seed, ts_allocator_default(), &e->sim), 0);
+    e->disk = disk_sim_disk(e->sim);
+    disk_sim_set_metadata_durable(e->sim, true);
+    env_open(e);
+}
+
+static void check_model(struct env *e, const struct model *m, const char *when)
+{
+    static uint8_t buf[VALUE_MAX];
+    for (int i = 0; i < KEYS_MAX; i++) {
+        const struct ref_kv *kv = &m->kv[i];
+        if (kv->key_len == 0) {
+            continue;
+        }
+        uint32_t len = 0;
+        int rc = btree_get(e->t, kv->key, kv->key_len, buf, sizeof(buf), &len);
+        if (!kv->live) {
+            cr_assert_eq(rc, TS_ENOTFOUND, "seed %lu %s: key %d should be absent: %s",
+                         (unsigned long)e->seed, when, i, ts_errname(rc));
+            continue;
+        }
+        cr_assert_eq(rc, 0, "seed %lu %s: key %d: %s", (unsigned long)e->seed, when, i,
+                     ts_errname(rc));
+        cr_assert_eq(len, kv->value_len, "seed %lu %s: key %d length", (unsigned long)e->seed, when,
+                     i);
+        cr_assert(len == 0 || memcmp(buf, kv->value, len) == 0, "seed %lu %s: key %d bytes",
+                  (unsigned long)e->seed, when, i);
+    }
+}
+
+static void random_op(struct env *e, struct model *m, struct ts_rand *r, uint8_t *vbuf)
+{
+    int i = (int)ts_rand_below(r, KEYS_MAX);
+    struct ref_kv *kv = &m->kv[i];
+    if (kv->key_len == 0) {
+        make_key(kv, i, r, btp_key_bytes_max(e->page_bytes));
+    }
+    if (ts_rand_chance(r, 1, 4)) {
+        int rc = btree_delete(e->t, kv->key, kv->key_len);
+        cr_assert_eq(rc, kv->live ? 0 : TS_ENOTFOUND, "seed %lu: delete %d: %s",
+                     (unsigned long)e->seed, i, ts_errname(rc));
+        kv->live = false;
+        return;
+    }
+    uint32_t len = value_len_for(r);
+    for (uint32_t b = 0; b < len; b++) {
+        vbuf[b] = (uint8_t)(ts_rand_u64(r) >> 3);
+    }
+    int rc = btree_put(e->t, kv->key, kv->key_len, vbuf, len);
+    cr_assert_eq(rc, 0, "seed %lu: put %d (%u bytes): %s", (unsigned long)e->seed, i, len,
+                 ts_errname(rc));
+    free(kv->value);
+    kv->value = len > 0 ? malloc(len) : NULL;
+    if (len > 0) {
+        memcpy(kv->value, vbuf, len);
+    }
+    kv->value_len = len;
+    kv->live = true;
+}
+
+Test(btree, random_operations_checkpoints_and_reopens, .timeout = 120)
+{
+    static uint8_t vbuf[VALUE_MAX];
+    const uint32_t sizes[] = {512, 4096, 16384};
+    for (uint64_t seed = 1; seed <= 6; seed++) {
+        struct env e;
+        env_init(&e, seed, sizes[seed % 3]);
+        struct ts_rand r;
+        ts_rand_seed(&r, seed);
+        static struct model m, durable;
+        memset(&m, 0, sizeof(m));
+        memset(&durable, 0, sizeof(durable));
+        for (int op = 1; op <= 3000; op++) {
+            random_op(&e, &m, &r, vbuf);
+            if (op % 250 == 0) {
+                uint64_t stamp = (uint64_t)op;
+                cr_assert_eq(btree_checkpoint(e.t, &stamp, sizeof(stamp)), 0);
+                model_copy(&durable, &m);
+            }
+            if (op % 1000 == 500) { /* crash with changes since the checkpoint: lost */
+                disk_sim_crash(e.sim, DISK_SIM_CRASH_RANDOM, 0);
+                btree_close(e.t);
+                env_open(&e);
+                model_copy(&m, &durable);
+                check_model(&e, &m, "after a crash");
+                const uint8_t *user;
+                uint32_t user_len;
+                btree_user(e.t, &user, &user_len);
+                cr_assert_eq(user_len, 8);
+            }
+            if (op % 1000 == 0) {
+                btree_close(e.t);
+                env_open(&e);
+                check_model(&e, &m, "after a clean reopen");
+            }
+        }
+        check_model(&e, &m, "at the end");
+        struct btree_stats st;
+        btree_get_stats(e.t, &st);
+        cr_assert_geq(st.height, 2, "seed %lu: splits happened", (unsigned long)seed);
+        btree_close(e.t);
+        model_free(&m);
+        model_free(&durable);
+        disk_destroy(e.disk);
+    }
+}
+
+Test(btree, a_crash_at_any_step_of_a_checkpoint_keeps_the_old_or_the_new, .timeout = 120)
+{
+    static uint8_t vbuf[VALUE_MAX];
+    uint32_t kept_old = 0, kept_new = 0;
+    for (uint32_t step = 0; step < 40; step++) {
+        struct env e;
+        env_init(&e, 100 + step, 512);
+        struct ts_rand r;
+        ts_rand_seed(&r, 100 + step);
+        static struct model before, after;
+        memset(&before, 0, sizeof(before));
+        memset(&after, 0, sizeof(after));
+        for (int op = 0; op < 150; op++) {
+            random_op(&e, &after, &r, vbuf);
+        }
+        cr_assert_eq(btree_checkpoint(e.t, NULL, 0), 0);
+        model_copy(&before, &after);
+        for (int op = 0; op < 150; op++) {
+            random_op(&e, &after, &r, vbuf);
+        }
+        /* Let the checkpoint run `after` disk operations (spread over all of them: one
+         * write per dirty page, a sync, the meta page's write and sync), then lose
+         * power: the disk fails every later operation, so the checkpoint stops there. */
+        struct btree_stats pre;
+        btree_get_stats(e.t, &pre);
+        uint32_t fail_after = (uint32_t)(step * (pre.dirty_pages + 4) / 39);
+        disk_sim_fail(e.sim, DISK_SIM_FAULT_ALL, EIO, fail_after, true);
+        int rc = btree_checkpoint(e.t, NULL, 0);
+        disk_sim_fail_clear(e.sim);
+        disk_sim_crash(e.sim, DISK_SIM_CRASH_RANDOM, 0);
+        btree_close(e.t);
+        env_open(&e);
+        struct btree_stats st;
+        btree_get_stats(e.t, &st);
+        check_model(&e, st.checkpoint_id == 2 ? &after : &before,
+                    rc == 0 ? "checkpoint completed" : "checkpoint cut short");
+        cr_assert(rc != 0 || st.checkpoint_id == 2, "seed %u: a completed checkpoint is kept",
+                  100 + step);
+        kept_old += st.checkpoint_id == 1;
+        kept_new += st.checkpoint_id == 2;
+        btree_close(e.t);
+        model_free(&before);
+        model_free(&after);
+        disk_destroy(e.disk);
+    }
+    cr_assert(kept_old > 0 && kept_new > 0, "both outcomes happen: old %u, new %u", kept_old,
+              kept_new);
+}
+
+Test(btree, steady_overwrite_stops_growing_the_file)
+{
+    struct env e;
+    env_init(&e, 7, 4096);
+    uint8_t value[200];
+    uint64_t pages_after[8];
+    for (int round = 0; round < 8; round++) {
+        for (int i = 0; i < 2000; i++) {
+            char key[16];
+            snprintf(key, sizeof(key), "key%06d", i);
+            memset(value, round, sizeof(value));
+            cr_assert_eq(btree_put(e.t, key, (uint32_t)strlen(key), value, sizeof(value)), 0);
+        }
+        cr_assert_eq(btree_checkpoint(e.t, NULL, 0), 0);
+        struct btree_stats st;
+        btree_get_stats(e.t, &st);
+        pages_after[round] = st.page_count;
+    }
+    /* Each checkpoint frees the previous tree's pages for the one after: the file holds
+     * at most about two trees and stops growing after the first rounds. */
+    cr_assert_eq(pages_after[7], pages_after[3], "pages: %lu after round 4, %lu after 8",
+                 (unsigned long)pages_after[3], (unsigned long)pages_after[7]);
+    btree_close(e.t);
+    disk_destroy(e.disk);
+}
+
+Test(btree, bad_arguments_and_a_corrupt_page)
+{
+    struct env e;
+    env_init(&e, 9, 4096);
+    uint8_t big[1025] = {0};
+    cr_assert_eq(btree_put(e.t, big, 1025, "v", 1), TS_ETOOBIG);
+    cr_assert_eq(btree_put(e.t, big, 0, "v", 1), TS_ETOOBIG);
+    cr_assert_eq(btree_put(e.t, "k", 1, big, TS_VALUE_BYTES_MAX + 1), TS_ETOOBIG);
+    cr_assert_eq(btree_delete(e.t, "k", 1), TS_ENOTFOUND);
+    for (int i = 0; i < 500; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "key%06d", i);
+        cr_assert_eq(btree_put(e.t, key, (uint32_t)strlen(key), "value", 5), 0);
+    }
+    cr_assert_eq(btree_checkpoint(e.t, NULL, 0), 0);
+    btree_close(e.t);
+    cr_assert_eq(disk_sim_flip_bit(e.sim, "tree", 2 * 4096 + 100, 3), 0);
+    char err[256] = "";
+    struct btree_config cfg = {.path = "tree"};
+    int rc = btree_open(&cfg, e.disk, ts_allocator_default(), &e.t, err, sizeof(err));
+    cr_assert_eq(rc, TS_ECORRUPT, "%s", ts_errname(rc));
+    cr_assert(strstr(err, "tree") != NULL, "%s", err);
+    disk_destroy(e.disk);
+}
