@@ -855,3 +855,200 @@ void btree_close(struct btree *t)
     }
     ts_free(t->alloc, t, sizeof(*t));
 }
+
+/* ------------------------------------------------------------------ cursors */
+
+_Static_assert(sizeof(((struct btree_cursor *)0)->branch) / sizeof(uint64_t) == BT_HEIGHT_MAX,
+               "a cursor holds a path of the deepest tree");
+
+static struct bt_node *cursor_node(const struct btree_cursor *c, uint64_t pno)
+{
+    int rc;
+    struct bt_node *n = node_get(c->tree, pno, &rc);
+    TS_ASSERT(n != NULL); /* every page under the root was read and checked at open */
+    return n;
+}
+
+/* Descends from child index ci of the branch at depth d - 1 (or from the root when
+ * d == 0) to a leaf, always taking the first (or last) child. */
+static void cursor_descend(struct btree_cursor *c, uint64_t pno, bool last)
+{
+    struct btree *t = c->tree;
+    for (;;) {
+        struct bt_node *n = cursor_node(c, pno);
+        if (btp_type(n->buf) == BTP_TYPE_LEAF) {
+            uint32_t count = btp_count(n->buf);
+            c->leaf = pno;
+            c->pos = last && count > 0 ? count - 1 : 0;
+            return;
+        }
+        TS_ASSERT(c->depth < BT_HEIGHT_MAX);
+        uint32_t ci = last ? btp_count(n->buf) : 0;
+        c->branch[c->depth] = pno;
+        c->child[c->depth++] = ci;
+        pno = btp_branch_child(n->buf, t->page_bytes, ci);
+    }
+}
+
+/* Moves to the next (or previous) leaf; false at the end. */
+static bool cursor_step_leaf(struct btree_cursor *c, bool back)
+{
+    while (c->depth > 0) {
+        uint32_t d = c->depth - 1;
+        struct bt_node *b = cursor_node(c, c->branch[d]);
+        uint32_t count = btp_count(b->buf);
+        if (back ? c->child[d] > 0 : c->child[d] < count) {
+            c->child[d] += back ? -1u : 1u;
+            uint64_t pno = btp_branch_child(b->buf, c->tree->page_bytes, c->child[d]);
+            cursor_descend(c, pno, back);
+            return true;
+        }
+        c->depth--;
+    }
+    return false;
+}
+
+/* From a position that may lie past the end of its leaf (or in an empty leaf), moves to
+ * the nearest key in the direction given. */
+static int cursor_settle(struct btree_cursor *c, bool back)
+{
+    for (;;) {
+        uint32_t count = btp_count(cursor_node(c, c->leaf)->buf);
+        if (count > 0 && c->pos < count) {
+            c->valid = true;
+            return 0;
+        }
+        if (!cursor_step_leaf(c, back)) {
+            c->valid = false;
+            return TS_ENOTFOUND;
+        }
+    }
+}
+
+int btree_cursor_seek(struct btree_cursor *c, struct btree *t, const void *key, uint32_t key_len)
+{
+    *c = (struct btree_cursor){.tree = t};
+    if (t->err != 0 || t->root == 0) {
+        return t->err != 0 ? t->err : TS_ENOTFOUND;
+    }
+    if (key_len == 0) {
+        cursor_descend(c, t->root, false);
+        return cursor_settle(c, false);
+    }
+    uint64_t pno = t->root;
+    for (;;) {
+        struct bt_node *n = cursor_node(c, pno);
+        if (btp_type(n->buf) == BTP_TYPE_LEAF) {
+            bool found;
+            c->leaf = pno;
+            btp_leaf_search(n->buf, t->page_bytes, key, key_len, &c->pos, &found);
+            return cursor_settle(c, false);
+        }
+        uint32_t ci = btp_branch_search(n->buf, t->page_bytes, key, key_len);
+        c->branch[c->depth] = pno;
+        c->child[c->depth++] = ci;
+        pno = btp_branch_child(n->buf, t->page_bytes, ci);
+    }
+}
+
+int btree_cursor_last(struct btree_cursor *c, struct btree *t)
+{
+    *c = (struct btree_cursor){.tree = t};
+    if (t->err != 0 || t->root == 0) {
+        return t->err != 0 ? t->err : TS_ENOTFOUND;
+    }
+    cursor_descend(c, t->root, true);
+    return cursor_settle(c, true);
+}
+
+int btree_cursor_next(struct btree_cursor *c)
+{
+    TS_ASSERT(c->valid);
+    c->pos++;
+    return cursor_settle(c, false);
+}
+
+int btree_cursor_prev(struct btree_cursor *c)
+{
+    TS_ASSERT(c->valid);
+    if (c->pos > 0) {
+        c->pos--;
+        return 0;
+    }
+    if (!cursor_step_leaf(c, true)) {
+        c->valid = false;
+        return TS_ENOTFOUND;
+    }
+    return cursor_settle(c, true);
+}
+
+void btree_cursor_key(const struct btree_cursor *c, const uint8_t **key, uint32_t *key_len)
+{
+    TS_ASSERT(c->valid);
+    struct btp_cell cell = btp_leaf_get(cursor_node(c, c->leaf)->buf, c->tree->page_bytes, c->pos);
+    *key = cell.key;
+    *key_len = cell.key_len;
+}
+
+int btree_cursor_value(const struct btree_cursor *c, void *buf, uint32_t buf_bytes,
+                       uint32_t *value_len)
+{
+    TS_ASSERT(c->valid);
+    struct btp_cell cell = btp_leaf_get(cursor_node(c, c->leaf)->buf, c->tree->page_bytes, c->pos);
+    *value_len = cell.value_len;
+    if (cell.value_len > buf_bytes) {
+        return TS_ETOOBIG;
+    }
+    if (cell.overflow_page != 0) {
+        return overflow_read(c->tree, cell.overflow_page, buf, cell.value_len);
+    }
+    if (cell.value_len > 0) {
+        memcpy(buf, cell.value, cell.value_len);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ ranges */
+
+static bool below(const struct btree_cursor *c, const void *hi, uint32_t hi_len)
+{
+    const uint8_t *key;
+    uint32_t key_len;
+    btree_cursor_key(c, &key, &key_len);
+    return hi_len == 0 || key_cmp(key, key_len, hi, hi_len) < 0;
+}
+
+int btree_count(struct btree *t, const void *lo, uint32_t lo_len, const void *hi, uint32_t hi_len,
+                uint64_t *count)
+{
+    struct btree_cursor c;
+    *count = 0;
+    int rc = btree_cursor_seek(&c, t, lo, lo_len);
+    while (rc == 0 && below(&c, hi, hi_len)) {
+        (*count)++;
+        rc = btree_cursor_next(&c);
+    }
+    return rc == TS_ENOTFOUND ? 0 : rc;
+}
+
+int btree_delete_range(struct btree *t, const void *lo, uint32_t lo_len, const void *hi,
+                       uint32_t hi_len, uint64_t *deleted)
+{
+    uint8_t key[TS_KEY_BYTES_MAX];
+    *deleted = 0;
+    for (;;) {
+        struct btree_cursor c;
+        int rc = btree_cursor_seek(&c, t, lo, lo_len);
+        if (rc != 0 || !below(&c, hi, hi_len)) {
+            return rc == TS_ENOTFOUND ? 0 : rc;
+        }
+        const uint8_t *k;
+        uint32_t k_len;
+        btree_cursor_key(&c, &k, &k_len);
+        memcpy(key, k, k_len); /* the view dies with the delete */
+        if ((rc = btree_delete(t, key, k_len)) != 0) {
+            return rc;
+        }
+        (*deleted)++;
+    }
+}

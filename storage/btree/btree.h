@@ -15,7 +15,7 @@
  * freed by copy-on-write is reused only after that.
  *
  * What this first version leaves for later (issue 4 stays open): snapshots pinning a
- * checkpoint, cursors and range operations, delete-range, merging underfull pages
+ * checkpoint (and cursors over them), delete-range by whole subtrees, merging underfull pages
  * (deleted keys leave pages partly empty; an empty leaf stays in the tree), a page cache
  * with a memory budget (every page read stays in memory), asynchronous reads and
  * checkpoints (btree_checkpoint drives the disk until it is done), and a persisted free
@@ -35,6 +35,7 @@
 #include "core/util/mem.h"
 #include "storage/disk/disk.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,6 +72,43 @@ int btree_put(struct btree *t, const void *key, uint32_t key_len, const void *va
               uint32_t value_len);
 /* TS_ENOTFOUND when absent. */
 int btree_delete(struct btree *t, const void *key, uint32_t key_len);
+
+/*
+ * Cursors over the current tree, in key order (memcmp; a shorter key first). A cursor
+ * is valid until the tree is next changed (snapshot cursors come later). Empty leaves
+ * left by deletes are skipped.
+ */
+struct btree_cursor {
+    struct btree *tree;
+    uint64_t branch[32]; /* the branches above the leaf, root first */
+    uint32_t child[32];  /* the child index taken in each */
+    uint32_t depth;
+    uint64_t leaf;
+    uint32_t pos;
+    bool valid;
+};
+
+/* Positions at the first key >= key (key_len 0: the first key). TS_ENOTFOUND when there
+ * is none (the cursor is then not valid). */
+int btree_cursor_seek(struct btree_cursor *c, struct btree *t, const void *key, uint32_t key_len);
+/* Positions at the last key. TS_ENOTFOUND for an empty tree. */
+int btree_cursor_last(struct btree_cursor *c, struct btree *t);
+/* Moves to the next (previous) key; TS_ENOTFOUND past the end (start). */
+int btree_cursor_next(struct btree_cursor *c);
+int btree_cursor_prev(struct btree_cursor *c);
+/* The current key, as a view valid until the tree changes. */
+void btree_cursor_key(const struct btree_cursor *c, const uint8_t **key, uint32_t *key_len);
+/* Copies the current value like btree_get. */
+int btree_cursor_value(const struct btree_cursor *c, void *buf, uint32_t buf_bytes,
+                       uint32_t *value_len);
+
+/* Keys in [lo, hi); hi_len 0: to the end. */
+int btree_count(struct btree *t, const void *lo, uint32_t lo_len, const void *hi, uint32_t hi_len,
+                uint64_t *count);
+/* Deletes every key in [lo, hi) (hi_len 0: to the end); *deleted receives how many.
+ * This version deletes key by key. */
+int btree_delete_range(struct btree *t, const void *lo, uint32_t lo_len, const void *hi,
+                       uint32_t hi_len, uint64_t *deleted);
 
 /* Makes every change so far durable with user (at most page size - 88 bytes) as the
  * checkpoint's blob. Drives the disk until done. */

@@ -296,3 +296,132 @@ Test(btree, bad_arguments_and_a_corrupt_page)
     cr_assert(strstr(err, "tree") != NULL, "%s", err);
     disk_destroy(e.disk);
 }
+
+/* ---- cursors and ranges against a sorted reference ---- */
+
+#define CK_MAX 3000
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return memcmp(a, b, 12);
+}
+
+/* Keys are 12 bytes ("ck" + 10 digits) so memcmp order is numeric order. */
+static void ck_key(uint8_t *out, uint32_t n)
+{
+    char tmp[16];
+    snprintf(tmp, sizeof(tmp), "ck%010u", n);
+    memcpy(out, tmp, 12);
+}
+
+static uint32_t ref_lower_bound(uint8_t (*keys)[12], uint32_t n, const uint8_t *key)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (memcmp(keys[mid], key, 12) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+static void check_cursor_walks(struct env *e, uint8_t (*keys)[12], uint32_t n)
+{
+    struct btree_cursor c;
+    uint32_t i = 0;
+    for (int rc = btree_cursor_seek(&c, e->t, NULL, 0); rc == 0; rc = btree_cursor_next(&c)) {
+        const uint8_t *k;
+        uint32_t len;
+        btree_cursor_key(&c, &k, &len);
+        cr_assert_lt(i, n, "seed %lu: more keys than put", (unsigned long)e->seed);
+        cr_assert(len == 12 && memcmp(k, keys[i], 12) == 0, "seed %lu: key %u forward",
+                  (unsigned long)e->seed, i);
+        i++;
+    }
+    cr_assert_eq(i, n, "seed %lu: forward walk saw %u of %u", (unsigned long)e->seed, i, n);
+    for (int rc = btree_cursor_last(&c, e->t); rc == 0; rc = btree_cursor_prev(&c)) {
+        const uint8_t *k;
+        uint32_t len;
+        btree_cursor_key(&c, &k, &len);
+        cr_assert(i > 0 && memcmp(k, keys[i - 1], 12) == 0, "seed %lu: key %u backward",
+                  (unsigned long)e->seed, i - 1);
+        i--;
+    }
+    cr_assert_eq(i, 0, "seed %lu: backward walk stopped early", (unsigned long)e->seed);
+}
+
+Test(btree, cursors_counts_and_delete_range_match_a_sorted_reference, .timeout = 120)
+{
+    static uint8_t keys[CK_MAX][12];
+    static bool present[CK_MAX];
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        struct env e;
+        env_init(&e, 200 + seed, seed % 2 ? 512 : 4096);
+        struct ts_rand r;
+        ts_rand_seed(&r, seed);
+        memset(present, 0, sizeof(present));
+        for (int op = 0; op < 6000; op++) { /* puts and deletes leave empty leaves behind */
+            uint32_t k = (uint32_t)ts_rand_below(&r, CK_MAX);
+            uint8_t key[12];
+            ck_key(key, k * 3);
+            if (ts_rand_chance(&r, 1, 3)) {
+                int rc = btree_delete(e.t, key, 12);
+                cr_assert_eq(rc, present[k] ? 0 : TS_ENOTFOUND);
+                present[k] = false;
+            } else {
+                cr_assert_eq(btree_put(e.t, key, 12, "v", 1), 0);
+                present[k] = true;
+            }
+        }
+        uint32_t n = 0;
+        for (uint32_t k = 0; k < CK_MAX; k++) {
+            if (present[k]) {
+                ck_key(keys[n++], k * 3);
+            }
+        }
+        qsort(keys, n, 12, cmp_keys);
+        check_cursor_walks(&e, keys, n);
+        for (int q = 0; q < 200; q++) { /* seeks between, on and past keys */
+            uint8_t probe[12];
+            ck_key(probe, (uint32_t)ts_rand_below(&r, CK_MAX * 3 + 10));
+            uint32_t want = ref_lower_bound(keys, n, probe);
+            struct btree_cursor c;
+            int rc = btree_cursor_seek(&c, e.t, probe, 12);
+            cr_assert_eq(rc, want < n ? 0 : TS_ENOTFOUND, "seed %lu seek", (unsigned long)seed);
+            if (rc == 0) {
+                const uint8_t *k;
+                uint32_t len;
+                btree_cursor_key(&c, &k, &len);
+                cr_assert(memcmp(k, keys[want], 12) == 0, "seed %lu: seek lands on %u",
+                          (unsigned long)seed, want);
+            }
+            uint8_t hi[12];
+            ck_key(hi, (uint32_t)ts_rand_below(&r, CK_MAX * 3 + 10));
+            uint32_t end = ref_lower_bound(keys, n, hi);
+            uint64_t count;
+            cr_assert_eq(btree_count(e.t, probe, 12, hi, 12, &count), 0);
+            cr_assert_eq(count, end > want ? end - want : 0, "seed %lu: count",
+                         (unsigned long)seed);
+        }
+        /* Delete a middle third, then the walks and a count must agree. */
+        uint8_t lo[12], hi[12];
+        ck_key(lo, CK_MAX);
+        ck_key(hi, 2 * CK_MAX);
+        uint32_t a = ref_lower_bound(keys, n, lo), b = ref_lower_bound(keys, n, hi);
+        uint64_t deleted;
+        cr_assert_eq(btree_delete_range(e.t, lo, 12, hi, 12, &deleted), 0);
+        cr_assert_eq(deleted, b - a, "seed %lu: delete_range count", (unsigned long)seed);
+        memmove(keys[a], keys[b], (size_t)(n - b) * 12);
+        n -= b - a;
+        check_cursor_walks(&e, keys, n);
+        cr_assert_eq(btree_checkpoint(e.t, NULL, 0), 0);
+        btree_close(e.t);
+        env_open(&e);
+        check_cursor_walks(&e, keys, n);
+        btree_close(e.t);
+        disk_destroy(e.disk);
+    }
+}
