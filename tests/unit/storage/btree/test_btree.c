@@ -425,3 +425,102 @@ Test(btree, cursors_counts_and_delete_range_match_a_sorted_reference, .timeout =
         disk_destroy(e.disk);
     }
 }
+
+/* ---- the model test: >= 10^6 operations over many seeds ---- */
+
+/* A reference of MODEL_KEYS possible keys (12 bytes, ordered by number) with values of
+ * 0..60 bytes derived from (key, version), so the reference stores only versions. */
+#define MODEL_KEYS 4000
+
+static void model_value(uint32_t k, uint32_t version, uint8_t *out, uint32_t *len)
+{
+    *len = (k * 31 + version * 17) % 61;
+    for (uint32_t i = 0; i < *len; i++) {
+        out[i] = (uint8_t)(k + version + i);
+    }
+}
+
+static void model_scan(struct env *e, const uint32_t *version, uint32_t from, uint32_t limit)
+{
+    uint8_t key[12], want[64], got[64];
+    ck_key(key, from);
+    struct btree_cursor c;
+    int rc = btree_cursor_seek(&c, e->t, key, 12);
+    for (uint32_t k = from; k < MODEL_KEYS && limit > 0; k++) {
+        if (version[k] == 0) {
+            continue;
+        }
+        cr_assert_eq(rc, 0, "seed %lu: scan ends before key %u", (unsigned long)e->seed, k);
+        const uint8_t *ck;
+        uint32_t len, wlen, glen;
+        btree_cursor_key(&c, &ck, &len);
+        ck_key(key, k);
+        cr_assert(len == 12 && memcmp(ck, key, 12) == 0, "seed %lu: scan at key %u",
+                  (unsigned long)e->seed, k);
+        model_value(k, version[k], want, &wlen);
+        cr_assert_eq(btree_cursor_value(&c, got, sizeof(got), &glen), 0);
+        cr_assert(glen == wlen && memcmp(got, want, wlen) == 0, "seed %lu: value of key %u",
+                  (unsigned long)e->seed, k);
+        rc = btree_cursor_next(&c);
+        limit--;
+    }
+}
+
+static void model_op(struct env *e, struct ts_rand *r, uint32_t *version)
+{
+    uint32_t k = (uint32_t)ts_rand_below(r, MODEL_KEYS);
+    uint8_t key[12], val[64], got[64];
+    uint32_t len, glen;
+    ck_key(key, k);
+    uint64_t dice = ts_rand_below(r, 100);
+    if (dice < 45) {
+        model_value(k, ++version[k], val, &len);
+        cr_assert_eq(btree_put(e->t, key, 12, val, len), 0, "seed %lu", (unsigned long)e->seed);
+    } else if (dice < 65) {
+        int rc = btree_delete(e->t, key, 12);
+        cr_assert_eq(rc, version[k] != 0 ? 0 : TS_ENOTFOUND, "seed %lu: delete %u",
+                     (unsigned long)e->seed, k);
+        version[k] = 0;
+    } else if (dice < 98) {
+        int rc = btree_get(e->t, key, 12, got, sizeof(got), &glen);
+        cr_assert_eq(rc, version[k] != 0 ? 0 : TS_ENOTFOUND, "seed %lu: get %u",
+                     (unsigned long)e->seed, k);
+        model_value(k, version[k], val, &len);
+        cr_assert(rc != 0 || (glen == len && memcmp(got, val, len) == 0), "seed %lu: get %u value",
+                  (unsigned long)e->seed, k);
+    } else {
+        model_scan(e, version, k, 100); /* a 100-key range scan */
+    }
+}
+
+Test(btree, a_million_operations_against_the_model, .timeout = 300)
+{
+    static uint32_t version[MODEL_KEYS];
+    uint32_t seeds = 20, ops = 50000; /* 10^6 operations in all */
+    for (uint64_t seed = 1; seed <= seeds; seed++) {
+        struct env e;
+        env_init(&e, 300 + seed, seed % 3 == 0 ? 512 : 4096);
+        struct ts_rand r;
+        ts_rand_seed(&r, 300 + seed);
+        memset(version, 0, sizeof(version));
+        for (uint32_t op = 1; op <= ops; op++) {
+            model_op(&e, &r, version);
+            if (op % 5000 == 0) {
+                cr_assert_eq(btree_checkpoint(e.t, NULL, 0), 0);
+            }
+            if (op % 25000 == 0) { /* a clean reopen, then a full scan */
+                btree_close(e.t);
+                env_open(&e);
+                model_scan(&e, version, 0, MODEL_KEYS);
+            }
+        }
+        model_scan(&e, version, 0, MODEL_KEYS);
+        struct btree_stats st;
+        btree_get_stats(e.t, &st);
+        cr_assert_eq(st.checkpoint_id, ops / 5000, "seed %lu: every checkpoint ran",
+                     (unsigned long)seed);
+        cr_assert_geq(st.height, 2, "seed %lu: a tree of several levels", (unsigned long)seed);
+        btree_close(e.t);
+        disk_destroy(e.disk);
+    }
+}
