@@ -26,6 +26,21 @@ struct bt_pages {
     uint64_t cap;
 };
 
+/* Pages freed while checkpoint `tag` was the newest durable one: a snapshot of a
+ * checkpoint <= tag may still read them. */
+struct bt_retired {
+    uint64_t tag;
+    struct bt_pages pages;
+};
+
+struct btree_snapshot {
+    struct btree *tree;
+    uint64_t ckpt;
+    uint64_t root;
+    uint32_t height;
+    struct ts_map64 pages; /* page number -> struct bt_node, read for this snapshot */
+};
+
 struct btree {
     const struct ts_allocator *alloc;
     struct disk *disk;
@@ -36,8 +51,15 @@ struct btree {
     uint32_t height;
     uint64_t page_count; /* pages the file holds or will hold */
     struct ts_map64 nodes;
-    struct bt_pages free;    /* reusable now */
-    struct bt_pages pending; /* referenced by the last checkpoint; reusable after the next */
+    struct bt_pages free;       /* reusable now */
+    struct bt_pages pending;    /* referenced by the last checkpoint; reusable after the next */
+    struct bt_retired *retired; /* freed pages waiting for snapshots to close */
+    uint32_t retired_n;
+    uint32_t retired_cap;
+    uint32_t snapshots;     /* open snapshots */
+    uint64_t snap_min_ckpt; /* the oldest checkpoint an open snapshot pins */
+    uint64_t ckpt_root;     /* the last checkpoint's root and height */
+    uint32_t ckpt_height;
     uint8_t *user;
     uint32_t user_len;
     int err;
@@ -575,6 +597,53 @@ static int keep_user(struct btree *t, const void *user, uint32_t user_len)
     return 0;
 }
 
+/* Moves the pages freed since the last checkpoint to the retired list under tag. */
+static int retire_pending(struct btree *t, uint64_t tag)
+{
+    if (t->pending.n == 0) {
+        return 0;
+    }
+    if (t->retired_n == t->retired_cap) {
+        uint32_t cap = t->retired_cap == 0 ? 8 : t->retired_cap * 2;
+        struct bt_retired *r = ts_alloc(t->alloc, cap * sizeof(*r));
+        if (r == NULL) {
+            return TS_ENOMEM;
+        }
+        if (t->retired_n > 0) {
+            memcpy(r, t->retired, t->retired_n * sizeof(*r));
+        }
+        ts_free(t->alloc, t->retired, t->retired_cap * sizeof(*r));
+        t->retired = r;
+        t->retired_cap = cap;
+    }
+    t->retired[t->retired_n++] = (struct bt_retired){.tag = tag, .pages = t->pending};
+    t->pending = (struct bt_pages){0};
+    return 0;
+}
+
+/* Frees retired pages no open snapshot can reach: those retired under a tag older than
+ * every pinned checkpoint. */
+static int reclaim(struct btree *t)
+{
+    uint32_t kept = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < t->retired_n; i++) {
+        struct bt_retired *r = &t->retired[i];
+        if (rc == 0 && (t->snapshots == 0 || r->tag < t->snap_min_ckpt)) {
+            for (uint64_t j = 0; j < r->pages.n && rc == 0; j++) {
+                rc = pages_push(t, &t->free, r->pages.v[j]);
+            }
+            if (rc == 0) {
+                ts_free(t->alloc, r->pages.v, r->pages.cap * sizeof(uint64_t));
+                continue;
+            }
+        }
+        t->retired[kept++] = *r;
+    }
+    t->retired_n = kept;
+    return rc;
+}
+
 int btree_checkpoint(struct btree *t, const void *user, uint32_t user_len)
 {
     if (t->err != 0) {
@@ -601,11 +670,10 @@ int btree_checkpoint(struct btree *t, const void *user, uint32_t user_len)
     while (ts_map64_next(&t->nodes, &pos, &pno, &value)) {
         ((struct bt_node *)value)->dirty = false;
     }
-    for (uint64_t i = 0; i < t->pending.n && rc == 0; i++) {
-        rc = pages_push(t, &t->free, t->pending.v[i]);
-    }
-    t->pending.n = 0;
-    return rc;
+    t->ckpt_root = t->root;
+    t->ckpt_height = t->height;
+    rc = retire_pending(t, t->ckpt - 1);
+    return rc == 0 ? reclaim(t) : rc;
 }
 
 void btree_user(const struct btree *t, const uint8_t **user, uint32_t *user_len)
@@ -765,6 +833,8 @@ static int load_meta(struct btree *t, char *errmsg, size_t errmsg_bytes, bool *e
         t->ckpt = meta.checkpoint_id;
         t->root = meta.root_page;
         t->height = meta.height;
+        t->ckpt_root = meta.root_page;
+        t->ckpt_height = meta.height;
         t->page_count = meta.page_count;
         rc = keep_user(t, meta.user, meta.user_len);
     }
@@ -849,6 +919,11 @@ void btree_close(struct btree *t)
     ts_map64_fini(&t->nodes);
     ts_free(t->alloc, t->free.v, t->free.cap * sizeof(*t->free.v));
     ts_free(t->alloc, t->pending.v, t->pending.cap * sizeof(*t->pending.v));
+    TS_ASSERT(t->snapshots == 0); /* close snapshots first */
+    for (uint32_t i = 0; i < t->retired_n; i++) {
+        ts_free(t->alloc, t->retired[i].pages.v, t->retired[i].pages.cap * sizeof(uint64_t));
+    }
+    ts_free(t->alloc, t->retired, t->retired_cap * sizeof(*t->retired));
     ts_free(t->alloc, t->user, t->user_len);
     if (t->file != UINT32_MAX) {
         disk_close(t->disk, t->file);
@@ -861,28 +936,67 @@ void btree_close(struct btree *t)
 _Static_assert(sizeof(((struct btree_cursor *)0)->branch) / sizeof(uint64_t) == BT_HEIGHT_MAX,
                "a cursor holds a path of the deepest tree");
 
-static struct bt_node *cursor_node(const struct btree_cursor *c, uint64_t pno)
+/* A page of a snapshot: its own copy, made from the live tree's clean page (which has
+ * the checkpoint's content) or read from the file. Pages a snapshot can reach are never
+ * reused while it is open, so the file still holds them. */
+static struct bt_node *snap_node(struct btree_snapshot *s, uint64_t pno, int *rc)
 {
-    int rc;
-    struct bt_node *n = node_get(c->tree, pno, &rc);
-    TS_ASSERT(n != NULL); /* every page under the root was read and checked at open */
+    struct btree *t = s->tree;
+    struct bt_node *n = ts_map64_get(&s->pages, pno);
+    *rc = 0;
+    if (n != NULL) {
+        return n;
+    }
+    n = ts_alloc(t->alloc, sizeof(*n));
+    uint8_t *buf = ts_alloc(t->alloc, t->page_bytes);
+    const struct bt_node *live = ts_map64_get(&t->nodes, pno);
+    *rc = n == NULL || buf == NULL ? TS_ENOMEM : 0;
+    if (*rc == 0 && live != NULL && !live->dirty) {
+        memcpy(buf, live->buf, t->page_bytes);
+    } else if (*rc == 0) {
+        char why[160];
+        int64_t got = disk_pread(t->disk, t->file, buf, t->page_bytes, pno * t->page_bytes);
+        *rc = got < 0 ? (int)got
+              : got != t->page_bytes
+                  ? TS_ECORRUPT
+                  : btp_verify(buf, t->page_bytes, BTP_TYPE_ANY, pno, why, sizeof(why));
+    }
+    if (*rc == 0) {
+        *n = (struct bt_node){.buf = buf};
+        *rc = ts_map64_put(&s->pages, pno, n);
+    }
+    if (*rc != 0) {
+        ts_free(t->alloc, n, sizeof(*n));
+        ts_free(t->alloc, buf, t->page_bytes);
+        return NULL;
+    }
     return n;
 }
 
-/* Descends from child index ci of the branch at depth d - 1 (or from the root when
- * d == 0) to a leaf, always taking the first (or last) child. */
-static void cursor_descend(struct btree_cursor *c, uint64_t pno, bool last)
+static struct bt_node *cursor_node(const struct btree_cursor *c, uint64_t pno, int *rc)
+{
+    return c->snap != NULL ? snap_node(c->snap, pno, rc) : node_get(c->tree, pno, rc);
+}
+
+/* Descends from page pno to a leaf, always taking the first (or last) child. */
+static int cursor_descend(struct btree_cursor *c, uint64_t pno, bool last)
 {
     struct btree *t = c->tree;
     for (;;) {
-        struct bt_node *n = cursor_node(c, pno);
+        int rc;
+        struct bt_node *n = cursor_node(c, pno, &rc);
+        if (n == NULL) {
+            return rc;
+        }
         if (btp_type(n->buf) == BTP_TYPE_LEAF) {
             uint32_t count = btp_count(n->buf);
             c->leaf = pno;
             c->pos = last && count > 0 ? count - 1 : 0;
-            return;
+            return 0;
         }
-        TS_ASSERT(c->depth < BT_HEIGHT_MAX);
+        if (btp_type(n->buf) != BTP_TYPE_BRANCH || c->depth >= BT_HEIGHT_MAX) {
+            return TS_ECORRUPT;
+        }
         uint32_t ci = last ? btp_count(n->buf) : 0;
         c->branch[c->depth] = pno;
         c->child[c->depth++] = ci;
@@ -890,59 +1004,87 @@ static void cursor_descend(struct btree_cursor *c, uint64_t pno, bool last)
     }
 }
 
-/* Moves to the next (or previous) leaf; false at the end. */
-static bool cursor_step_leaf(struct btree_cursor *c, bool back)
+/* Moves to the next (or previous) leaf: 1 moved, 0 at the end, or an error. */
+static int cursor_step_leaf(struct btree_cursor *c, bool back)
 {
     while (c->depth > 0) {
         uint32_t d = c->depth - 1;
-        struct bt_node *b = cursor_node(c, c->branch[d]);
+        int rc;
+        struct bt_node *b = cursor_node(c, c->branch[d], &rc);
+        if (b == NULL) {
+            return rc;
+        }
         uint32_t count = btp_count(b->buf);
         if (back ? c->child[d] > 0 : c->child[d] < count) {
             c->child[d] += back ? -1u : 1u;
             uint64_t pno = btp_branch_child(b->buf, c->tree->page_bytes, c->child[d]);
-            cursor_descend(c, pno, back);
-            return true;
+            rc = cursor_descend(c, pno, back);
+            return rc == 0 ? 1 : rc;
         }
         c->depth--;
     }
-    return false;
+    return 0;
 }
 
 /* From a position that may lie past the end of its leaf (or in an empty leaf), moves to
  * the nearest key in the direction given. */
 static int cursor_settle(struct btree_cursor *c, bool back)
 {
+    c->valid = false;
     for (;;) {
-        uint32_t count = btp_count(cursor_node(c, c->leaf)->buf);
+        int rc;
+        struct bt_node *leaf = cursor_node(c, c->leaf, &rc);
+        if (leaf == NULL) {
+            return rc;
+        }
+        uint32_t count = btp_count(leaf->buf);
         if (count > 0 && c->pos < count) {
             c->valid = true;
             return 0;
         }
-        if (!cursor_step_leaf(c, back)) {
-            c->valid = false;
-            return TS_ENOTFOUND;
+        rc = cursor_step_leaf(c, back);
+        if (rc <= 0) {
+            return rc == 0 ? TS_ENOTFOUND : rc;
         }
     }
 }
 
-int btree_cursor_seek(struct btree_cursor *c, struct btree *t, const void *key, uint32_t key_len)
+static uint64_t cursor_root(const struct btree_cursor *c)
 {
-    *c = (struct btree_cursor){.tree = t};
-    if (t->err != 0 || t->root == 0) {
+    return c->snap != NULL ? c->snap->root : c->tree->root;
+}
+
+static int cursor_start(struct btree_cursor *c, struct btree *t, struct btree_snapshot *s)
+{
+    *c = (struct btree_cursor){.tree = t, .snap = s};
+    if (t->err != 0 || cursor_root(c) == 0) {
         return t->err != 0 ? t->err : TS_ENOTFOUND;
     }
+    return 0;
+}
+
+static int cursor_seek(struct btree_cursor *c, const void *key, uint32_t key_len)
+{
+    struct btree *t = c->tree;
+    uint64_t pno = cursor_root(c);
     if (key_len == 0) {
-        cursor_descend(c, t->root, false);
-        return cursor_settle(c, false);
+        int rc = cursor_descend(c, pno, false);
+        return rc == 0 ? cursor_settle(c, false) : rc;
     }
-    uint64_t pno = t->root;
     for (;;) {
-        struct bt_node *n = cursor_node(c, pno);
+        int rc;
+        struct bt_node *n = cursor_node(c, pno, &rc);
+        if (n == NULL) {
+            return rc;
+        }
         if (btp_type(n->buf) == BTP_TYPE_LEAF) {
             bool found;
             c->leaf = pno;
             btp_leaf_search(n->buf, t->page_bytes, key, key_len, &c->pos, &found);
             return cursor_settle(c, false);
+        }
+        if (btp_type(n->buf) != BTP_TYPE_BRANCH || c->depth >= BT_HEIGHT_MAX) {
+            return TS_ECORRUPT;
         }
         uint32_t ci = btp_branch_search(n->buf, t->page_bytes, key, key_len);
         c->branch[c->depth] = pno;
@@ -951,14 +1093,26 @@ int btree_cursor_seek(struct btree_cursor *c, struct btree *t, const void *key, 
     }
 }
 
+int btree_cursor_seek(struct btree_cursor *c, struct btree *t, const void *key, uint32_t key_len)
+{
+    int rc = cursor_start(c, t, NULL);
+    return rc == 0 ? cursor_seek(c, key, key_len) : rc;
+}
+
+int btree_snapshot_seek(struct btree_cursor *c, struct btree_snapshot *s, const void *key,
+                        uint32_t key_len)
+{
+    int rc = cursor_start(c, s->tree, s);
+    return rc == 0 ? cursor_seek(c, key, key_len) : rc;
+}
+
 int btree_cursor_last(struct btree_cursor *c, struct btree *t)
 {
-    *c = (struct btree_cursor){.tree = t};
-    if (t->err != 0 || t->root == 0) {
-        return t->err != 0 ? t->err : TS_ENOTFOUND;
+    int rc = cursor_start(c, t, NULL);
+    if (rc == 0) {
+        rc = cursor_descend(c, t->root, true);
     }
-    cursor_descend(c, t->root, true);
-    return cursor_settle(c, true);
+    return rc == 0 ? cursor_settle(c, true) : rc;
 }
 
 int btree_cursor_next(struct btree_cursor *c)
@@ -975,37 +1129,112 @@ int btree_cursor_prev(struct btree_cursor *c)
         c->pos--;
         return 0;
     }
-    if (!cursor_step_leaf(c, true)) {
+    int rc = cursor_step_leaf(c, true);
+    if (rc <= 0) {
         c->valid = false;
-        return TS_ENOTFOUND;
+        return rc == 0 ? TS_ENOTFOUND : rc;
     }
     return cursor_settle(c, true);
 }
 
+static struct btp_cell cursor_cell(const struct btree_cursor *c)
+{
+    int rc;
+    struct bt_node *leaf = cursor_node(c, c->leaf, &rc);
+    TS_ASSERT(c->valid && leaf != NULL); /* settle loaded it */
+    return btp_leaf_get(leaf->buf, c->tree->page_bytes, c->pos);
+}
+
 void btree_cursor_key(const struct btree_cursor *c, const uint8_t **key, uint32_t *key_len)
 {
-    TS_ASSERT(c->valid);
-    struct btp_cell cell = btp_leaf_get(cursor_node(c, c->leaf)->buf, c->tree->page_bytes, c->pos);
+    struct btp_cell cell = cursor_cell(c);
     *key = cell.key;
     *key_len = cell.key_len;
+}
+
+/* Reads an overflow chain through the cursor's page source. */
+static int cursor_overflow(const struct btree_cursor *c, uint64_t pno, uint8_t *dst, uint32_t len)
+{
+    uint32_t done = 0;
+    while (pno != 0 && done < len) {
+        int rc;
+        struct bt_node *n = cursor_node(c, pno, &rc);
+        if (n == NULL) {
+            return rc;
+        }
+        uint32_t chunk;
+        const uint8_t *p = btp_overflow_get(n->buf, c->tree->page_bytes, &chunk);
+        if (btp_type(n->buf) != BTP_TYPE_OVERFLOW || chunk > len - done) {
+            return TS_ECORRUPT;
+        }
+        memcpy(dst + done, p, chunk);
+        done += chunk;
+        pno = btp_link(n->buf);
+    }
+    return done == len && pno == 0 ? 0 : TS_ECORRUPT;
 }
 
 int btree_cursor_value(const struct btree_cursor *c, void *buf, uint32_t buf_bytes,
                        uint32_t *value_len)
 {
-    TS_ASSERT(c->valid);
-    struct btp_cell cell = btp_leaf_get(cursor_node(c, c->leaf)->buf, c->tree->page_bytes, c->pos);
+    struct btp_cell cell = cursor_cell(c);
     *value_len = cell.value_len;
     if (cell.value_len > buf_bytes) {
         return TS_ETOOBIG;
     }
     if (cell.overflow_page != 0) {
-        return overflow_read(c->tree, cell.overflow_page, buf, cell.value_len);
+        return cursor_overflow(c, cell.overflow_page, buf, cell.value_len);
     }
     if (cell.value_len > 0) {
         memcpy(buf, cell.value, cell.value_len);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ snapshots */
+
+int btree_snapshot_open(struct btree *t, struct btree_snapshot **out)
+{
+    if (t->err != 0) {
+        return t->err;
+    }
+    struct btree_snapshot *s = ts_alloc(t->alloc, sizeof(*s));
+    if (s == NULL) {
+        return TS_ENOMEM;
+    }
+    *s = (struct btree_snapshot){
+        .tree = t, .ckpt = t->ckpt, .root = t->ckpt_root, .height = t->ckpt_height};
+    ts_map64_init(&s->pages, t->alloc);
+    if (t->snapshots == 0 || s->ckpt < t->snap_min_ckpt) {
+        t->snap_min_ckpt = s->ckpt;
+    }
+    t->snapshots++;
+    *out = s;
+    return 0;
+}
+
+uint64_t btree_snapshot_checkpoint(const struct btree_snapshot *s)
+{
+    return s->ckpt;
+}
+
+void btree_snapshot_close(struct btree_snapshot *s)
+{
+    struct btree *t = s->tree;
+    TS_ASSERT(t->snapshots > 0);
+    uint32_t pos = 0;
+    uint64_t pno;
+    void *value;
+    while (ts_map64_next(&s->pages, &pos, &pno, &value)) {
+        node_free(t, value);
+    }
+    ts_map64_fini(&s->pages);
+    ts_free(t->alloc, s, sizeof(*s));
+    /* Snapshots pin the checkpoint current when they opened, which never goes back, so
+     * the oldest pin stays valid until the last snapshot closes. */
+    if (--t->snapshots == 0) {
+        (void)reclaim(t); /* on failure the pages wait for the next reclaim */
+    }
 }
 
 /* ------------------------------------------------------------------ ranges */

@@ -14,8 +14,8 @@
  * pages are never overwritten before the new meta page is durable, because a page
  * freed by copy-on-write is reused only after that.
  *
- * What this first version leaves for later (issue 4 stays open): snapshots pinning a
- * checkpoint (and cursors over them), delete-range by whole subtrees, merging underfull pages
+ * What this first version leaves for later (issue 4 stays open): delete-range by whole
+ * subtrees, merging underfull pages
  * (deleted keys leave pages partly empty; an empty leaf stays in the tree), a page cache
  * with a memory budget (every page read stays in memory), asynchronous reads and
  * checkpoints (btree_checkpoint drives the disk until it is done), and a persisted free
@@ -78,10 +78,13 @@ int btree_delete(struct btree *t, const void *key, uint32_t key_len);
  * is valid until the tree is next changed (snapshot cursors come later). Empty leaves
  * left by deletes are skipped.
  */
+struct btree_snapshot;
+
 struct btree_cursor {
     struct btree *tree;
-    uint64_t branch[32]; /* the branches above the leaf, root first */
-    uint32_t child[32];  /* the child index taken in each */
+    struct btree_snapshot *snap; /* NULL: the live tree */
+    uint64_t branch[32];         /* the branches above the leaf, root first */
+    uint32_t child[32];          /* the child index taken in each */
     uint32_t depth;
     uint64_t leaf;
     uint32_t pos;
@@ -101,6 +104,21 @@ void btree_cursor_key(const struct btree_cursor *c, const uint8_t **key, uint32_
 /* Copies the current value like btree_get. */
 int btree_cursor_value(const struct btree_cursor *c, void *buf, uint32_t buf_bytes,
                        uint32_t *value_len);
+
+/*
+ * Snapshots. btree_snapshot_open pins the last checkpoint: reads through it see that
+ * checkpoint while writes and new checkpoints go on (this is what Raft snapshots stream
+ * from). Pages freed by copy-on-write are reused only once no open snapshot pins a
+ * checkpoint that can reach them. A snapshot keeps a copy of each page it reads; close
+ * every snapshot before btree_close.
+ */
+int btree_snapshot_open(struct btree *t, struct btree_snapshot **out);
+void btree_snapshot_close(struct btree_snapshot *s);
+uint64_t btree_snapshot_checkpoint(const struct btree_snapshot *s);
+/* A cursor over the snapshot, at the first key >= key; then btree_cursor_next/key/value
+ * as for the live tree (btree_cursor_prev too). Valid until the snapshot closes. */
+int btree_snapshot_seek(struct btree_cursor *c, struct btree_snapshot *s, const void *key,
+                        uint32_t key_len);
 
 /* Keys in [lo, hi); hi_len 0: to the end. */
 int btree_count(struct btree *t, const void *lo, uint32_t lo_len, const void *hi, uint32_t hi_len,

