@@ -829,6 +829,12 @@ static int load_meta(struct btree *t, char *errmsg, size_t errmsg_bytes, bool *e
     if (rc == TS_ECORRUPT && all_zero(m, t->page_bytes)) {
         *empty = true;
         rc = 0;
+    } else if (rc == 0 &&
+               (meta.height > BT_HEIGHT_MAX || (meta.root_page == 0) != (meta.height == 0))) {
+        snprintf(errmsg, errmsg_bytes,
+                 "btree: corrupt file %s: meta page %" PRIu64 " has root %" PRIu64 " and height %u",
+                 t->cfg.path, which, meta.root_page, meta.height);
+        rc = TS_ECORRUPT;
     } else if (rc == 0) {
         t->ckpt = meta.checkpoint_id;
         t->root = meta.root_page;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tessera_admin: `tessera-admin wal dump|check` against a known log and damaged copies.
 #
-#   tessera_admin_test.sh TESSERA_ADMIN WAL_FIXTURE
+#   tessera_admin_test.sh TESSERA_ADMIN WAL_FIXTURE [BTREE_FIXTURE]
 #
 # wal_fixture writes the same log on every run (same batches, same offsets), so each
 # case gets a fresh copy in its own directory under one mktemp -d, removed at the end:
@@ -16,12 +16,16 @@
 #              the offset and the group; in segment 1, and early in the last segment
 #   flip-last  a bit flipped in the last batch cannot be told from a torn write (wal.h):
 #              reported as a torn tail, that batch dropped, exit 0
+#   btree      (with BTREE_FIXTURE) usage errors; a zero-byte file was never checkpointed;
+#              check and stat (text and --json) of a known tree; a byte of its root
+#              overwritten: exit 1 naming the file and the page
 # Prints "N passed, M failed" (checks). Exits 0 when all passed, 1 otherwise, 77 when
 # io_uring is not available.
 set -u
 
 admin=${1:?usage: tessera_admin_test.sh TESSERA_ADMIN WAL_FIXTURE}
 fixture=${2:?usage: tessera_admin_test.sh TESSERA_ADMIN WAL_FIXTURE}
+btree_fixture=${3:-}
 tmp=$(mktemp -d /tmp/tessera_admin.XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
@@ -70,7 +74,7 @@ run "$u"
 expect "no arguments" "$u" 2 "usage: tessera-admin" err
 run "$u" --help
 expect "--help" "$u" 0 "wal dump [--json] DIR" out "wal check DIR" out "btree check FILE" out \
-    "btree stat FILE" out
+    "btree stat [--json] FILE" out
 run "$u" help
 expect "help" "$u" 0 "usage: tessera-admin" out
 run "$u" wal --help
@@ -96,7 +100,7 @@ expect "check has no --json" "$u" 2 "unknown option '--json'" err
 run "$u" wal check "$tmp/nowhere"
 expect "no such DIR" "$u" 2 "is not a directory" err
 run "$u" btree stat "$tmp/file"
-expect "btree is not there yet" "$u" 2 "not implemented" err
+expect "btree stat of a missing file" "$u" 2 "is not a regular file" err
 
 # ------------------------------------------------------------------ empty
 mkdir "$tmp/empty"
@@ -242,6 +246,45 @@ expect "a flip in the last batch reads as a torn tail" "$f" 0 \
     "torn tail: wal: torn tail in $tmp/fliplast/0000000000000003.wal at offset $((roff - 40))" \
     out "records: $((total - 2))" out
 lacks "the last batch's REMOVE is dropped" "$f.out" '^  REMOVE '
+
+# ------------------------------------------------------------------ btree
+if [ -n "$btree_fixture" ]; then
+    b=$tmp/btree
+    run "$b" btree
+    expect "btree alone" "$b" 2 "usage: tessera-admin btree" err
+    run "$b" btree check
+    expect "btree check without FILE" "$b" 2 "missing FILE" err
+    run "$b" btree check --json "$tmp"
+    expect "btree check has no --json" "$b" 2 "unknown option '--json'" err
+    run "$b" btree check "$tmp"
+    expect "btree check of a directory" "$b" 2 "is not a regular file" err
+    : >"$tmp/zero.tree"
+    run "$b" btree check "$tmp/zero.tree"
+    expect "a zero-byte tree was never checkpointed" "$b" 0 "never checkpointed" out
+
+    if ! "$btree_fixture" "$tmp/t.tree" >"$tmp/t.fx" 2>"$tmp/t.fxerr"; then
+        fail "btree_fixture: $(cat "$tmp/t.fxerr")"
+    else
+        keys=$(awk '$1 == "keys" { print $2 }' "$tmp/t.fx")
+        height=$(awk '$1 == "height" { print $2 }' "$tmp/t.fx")
+        run "$b" btree check "$tmp/t.tree"
+        expect "btree check of a sound tree" "$b" 0 "btree check $tmp/t.tree: ok" out \
+            "height: $height" out "keys: $keys (" out "page size: 512" out
+        run "$b" btree stat "$tmp/t.tree"
+        expect "btree stat" "$b" 0 "keys: $keys" out "height: $height" out "user_len: 4" out
+        run "$b" btree stat --json "$tmp/t.tree"
+        expect "btree stat --json" "$b" 0 "\"keys\":$keys," out "\"height\":$height," out
+        is "btree stat --json is one line" "$(wc -l <"$b.out")" 1
+        # A byte in the root (stat names it), within its free space: the CRC no longer holds.
+        run "$b" btree stat "$tmp/t.tree"
+        root=$(awk -F': ' '$1 == "root_page" { print $2 }' "$b.out")
+        printf 'Z' | dd of="$tmp/t.tree" bs=1 seek=$((root * 512 + 300)) conv=notrunc \
+            status=none
+        run "$b" btree check "$tmp/t.tree"
+        expect "a damaged root exits 1" "$b" 1 "btree check: $tmp/t.tree: page $root:" err
+        lacks "a corrupt tree gets no summary" "$b.out" ': ok'
+    fi
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
