@@ -122,6 +122,20 @@ static struct bt_node *node_new(struct btree *t, enum btp_type type, uint64_t *p
     return n;
 }
 
+/* Reads page pno from the file into buf and verifies it. */
+static int read_page(struct btree *t, uint64_t pno, uint8_t *buf)
+{
+    char why[160];
+    int64_t got = disk_pread(t->disk, t->file, buf, t->page_bytes, pno * t->page_bytes);
+    if (got < 0) {
+        return (int)got;
+    }
+    if (got != t->page_bytes) {
+        return TS_ECORRUPT;
+    }
+    return btp_verify(buf, t->page_bytes, BTP_TYPE_ANY, pno, why, sizeof(why));
+}
+
 /* The node of page pno, read and verified on first use. */
 static struct bt_node *node_get(struct btree *t, uint64_t pno, int *rc)
 {
@@ -133,15 +147,7 @@ static struct bt_node *node_get(struct btree *t, uint64_t pno, int *rc)
     TS_ASSERT(pno >= 2 && pno < t->page_count);
     n = ts_alloc(t->alloc, sizeof(*n));
     uint8_t *buf = ts_alloc(t->alloc, t->page_bytes);
-    *rc = TS_ENOMEM;
-    if (n != NULL && buf != NULL) {
-        int64_t got = disk_pread(t->disk, t->file, buf, t->page_bytes, pno * t->page_bytes);
-        char why[160];
-        *rc = got < 0 ? (int)got
-              : got != t->page_bytes
-                  ? TS_ECORRUPT
-                  : btp_verify(buf, t->page_bytes, BTP_TYPE_ANY, pno, why, sizeof(why));
-    }
+    *rc = n == NULL || buf == NULL ? TS_ENOMEM : read_page(t, pno, buf);
     if (*rc == 0) {
         *n = (struct bt_node){.buf = buf};
         *rc = ts_map64_put(&t->nodes, pno, n);
@@ -241,12 +247,16 @@ static int overflow_release(struct btree *t, uint64_t pno)
     return 0;
 }
 
-static int overflow_read(struct btree *t, uint64_t pno, uint8_t *dst, uint32_t len)
+static struct bt_node *snap_node(struct btree_snapshot *s, uint64_t pno, int *rc);
+
+/* Reads an overflow chain of the live tree (s NULL) or of a snapshot. */
+static int overflow_read(struct btree *t, struct btree_snapshot *s, uint64_t pno, uint8_t *dst,
+                         uint32_t len)
 {
     uint32_t done = 0;
     while (pno != 0 && done < len) {
         int rc;
-        struct bt_node *n = node_get(t, pno, &rc);
+        struct bt_node *n = s != NULL ? snap_node(s, pno, &rc) : node_get(t, pno, &rc);
         if (n == NULL) {
             return rc;
         }
@@ -421,7 +431,7 @@ int btree_get(struct btree *t, const void *key, uint32_t key_len, void *buf, uin
         return TS_ETOOBIG;
     }
     if (c.overflow_page != 0) {
-        return overflow_read(t, c.overflow_page, buf, c.value_len);
+        return overflow_read(t, NULL, c.overflow_page, buf, c.value_len);
     }
     if (c.value_len > 0) {
         memcpy(buf, c.value, c.value_len);
@@ -960,12 +970,7 @@ static struct bt_node *snap_node(struct btree_snapshot *s, uint64_t pno, int *rc
     if (*rc == 0 && live != NULL && !live->dirty) {
         memcpy(buf, live->buf, t->page_bytes);
     } else if (*rc == 0) {
-        char why[160];
-        int64_t got = disk_pread(t->disk, t->file, buf, t->page_bytes, pno * t->page_bytes);
-        *rc = got < 0 ? (int)got
-              : got != t->page_bytes
-                  ? TS_ECORRUPT
-                  : btp_verify(buf, t->page_bytes, BTP_TYPE_ANY, pno, why, sizeof(why));
+        *rc = read_page(t, pno, buf);
     }
     if (*rc == 0) {
         *n = (struct bt_node){.buf = buf};
@@ -1158,28 +1163,6 @@ void btree_cursor_key(const struct btree_cursor *c, const uint8_t **key, uint32_
     *key_len = cell.key_len;
 }
 
-/* Reads an overflow chain through the cursor's page source. */
-static int cursor_overflow(const struct btree_cursor *c, uint64_t pno, uint8_t *dst, uint32_t len)
-{
-    uint32_t done = 0;
-    while (pno != 0 && done < len) {
-        int rc;
-        struct bt_node *n = cursor_node(c, pno, &rc);
-        if (n == NULL) {
-            return rc;
-        }
-        uint32_t chunk;
-        const uint8_t *p = btp_overflow_get(n->buf, c->tree->page_bytes, &chunk);
-        if (btp_type(n->buf) != BTP_TYPE_OVERFLOW || chunk > len - done) {
-            return TS_ECORRUPT;
-        }
-        memcpy(dst + done, p, chunk);
-        done += chunk;
-        pno = btp_link(n->buf);
-    }
-    return done == len && pno == 0 ? 0 : TS_ECORRUPT;
-}
-
 int btree_cursor_value(const struct btree_cursor *c, void *buf, uint32_t buf_bytes,
                        uint32_t *value_len)
 {
@@ -1189,7 +1172,7 @@ int btree_cursor_value(const struct btree_cursor *c, void *buf, uint32_t buf_byt
         return TS_ETOOBIG;
     }
     if (cell.overflow_page != 0) {
-        return cursor_overflow(c, cell.overflow_page, buf, cell.value_len);
+        return overflow_read(c->tree, c->snap, cell.overflow_page, buf, cell.value_len);
     }
     if (cell.value_len > 0) {
         memcpy(buf, cell.value, cell.value_len);
