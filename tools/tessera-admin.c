@@ -190,6 +190,22 @@ static int usage_error(const char *usage, const char *fmt, const char *what)
     return ADMIN_EXIT_USAGE;
 }
 
+/* The io_uring disk both inspections read through; NULL (reported) when it cannot be
+ * set up. */
+static struct disk *open_disk(const char *module, const char *cmd,
+                              const struct ts_allocator *alloc)
+{
+    struct disk_uring_config dcfg = {0};
+    struct disk *disk = NULL;
+    int rc = disk_uring_create(&dcfg, alloc, &disk);
+    if (rc != 0) {
+        fprintf(stderr, "tessera-admin: %s %s: cannot set up io_uring: %s\n", module, cmd,
+                ts_strerror(rc));
+        return NULL;
+    }
+    return disk;
+}
+
 /* Runs wal_inspect over dir with the io_uring backend. Returns an exit code. */
 static int inspect(const char *cmd, const char *dir, struct admin_scan *s, struct wal_stats *st)
 {
@@ -199,14 +215,11 @@ static int inspect(const char *cmd, const char *dir, struct admin_scan *s, struc
         return ADMIN_EXIT_USAGE;
     }
     const struct ts_allocator *alloc = ts_allocator_default();
-    struct disk_uring_config dcfg = {0};
-    struct disk *disk = NULL;
-    int rc = disk_uring_create(&dcfg, alloc, &disk);
-    if (rc != 0) {
-        fprintf(stderr, "tessera-admin: wal %s: cannot set up io_uring: %s\n", cmd,
-                ts_strerror(rc));
+    struct disk *disk = open_disk("wal", cmd, alloc);
+    if (disk == NULL) {
         return ADMIN_EXIT_FAIL;
     }
+    int rc;
     char errmsg[1024] = "";
     rc = wal_inspect(dir, disk, alloc, on_record, on_report, s, st, errmsg, sizeof(errmsg));
     disk_destroy(disk);
@@ -328,14 +341,11 @@ static int btree_inspect(const char *cmd, const char *file, struct btree_check_r
         return ADMIN_EXIT_USAGE;
     }
     const struct ts_allocator *alloc = ts_allocator_default();
-    struct disk_uring_config dcfg = {0};
-    struct disk *disk = NULL;
-    int rc = disk_uring_create(&dcfg, alloc, &disk);
-    if (rc != 0) {
-        fprintf(stderr, "tessera-admin: btree %s: cannot set up io_uring: %s\n", cmd,
-                ts_strerror(rc));
+    struct disk *disk = open_disk("btree", cmd, alloc);
+    if (disk == NULL) {
         return ADMIN_EXIT_FAIL;
     }
+    int rc;
     char errmsg[1024] = "";
     rc = btree_check(file, disk, alloc, r, errmsg, sizeof(errmsg));
     disk_destroy(disk);

@@ -147,7 +147,7 @@ static int apply_entry(struct wal *w, struct wal_group *g, const uint8_t *p, uin
 
 /* A GROUP_STATE record. A group already known from earlier records is unchanged (the
  * record restates it); a group first seen here had its earlier records in deleted
- * segments, so its entries up to last_index become placeholders. */
+ * segments, so its entries up to last_index become phantoms (lsn WAL_LSN_PHANTOM). */
 static int apply_state(struct wal *w, struct wal_group *g, bool known, const uint8_t *p)
 {
     uint64_t snap = ts_load_le64(p);
@@ -435,7 +435,8 @@ static void put_record_header(uint8_t *r, uint8_t type, uint64_t group, uint32_t
     ts_store_le64(r + 16, group);
 }
 
-/* Appends bytes that are not a record (segment header, BATCH placeholder) to acc. */
+/* Appends bytes that are not a record (segment header, the BATCH record filled in at sealing) to
+ * acc. */
 static void acc_put_raw(struct wal *w, const uint8_t *p, uint32_t n)
 {
     struct wal_batch *b = w->acc;
@@ -748,7 +749,7 @@ static int append_one(struct wal *w, uint64_t group, struct wal_group **g,
     }
     (*g)->staged = true;
     rc = apply_entry(w, *g, h, 16 + e->len, lsn); /* reads the 16-byte head only */
-    TS_ASSERT(rc == 0);                          /* reserved, and the indexes were checked */
+    TS_ASSERT(rc == 0);                           /* reserved, and the indexes were checked */
     return 0;
 }
 

@@ -53,9 +53,9 @@
  *  - Each new segment starts with a GROUP_STATE record per live group, so that once no
  *    group needs an entry in a segment, the segment can be deleted without losing a
  *    hard state, a compaction point or a snapshot marker. Replay that starts at such a
- *    segment knows a group's entries up to last_index only as placeholders (their
+ *    segment knows a group's entries up to last_index only as phantoms (their
  *    records are in deleted segments); later records must compact them all away, and a
- *    placeholder still retained at the end of recovery is reported as corruption.
+ *    phantom still retained at the end of recovery is reported as corruption.
  *
  * Durability contract. Every record-producing call returns at once with the record
  * staged in memory, and its LSN (log sequence number: the byte position in the log just

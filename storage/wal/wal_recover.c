@@ -499,7 +499,7 @@ static int drop_unwritten_tail(struct wal *w, struct seq_list *l)
     return 0;
 }
 
-/* After replay every retained entry must have its record: a placeholder left means a
+/* After replay every retained entry must have its record: a phantom left means a
  * segment holding needed entries is gone. */
 static int check_no_phantoms(struct wal *w, char *errmsg, size_t errmsg_bytes)
 {
