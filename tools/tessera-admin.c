@@ -7,7 +7,8 @@
  *                                         summary; exit 0 sound, 1 corrupt, 2 usage
  *   tessera-admin btree check FILE        verifies a B-tree file (every page's CRC and
  *                                         structure, each page reached once, key order
- *                                         across pages, height, overflow chains) and
+ *                                         across pages, height, overflow chains, subtree
+ *                                         sizes, the free list, no page leaked) and
  *                                         prints a summary; exit 0 sound, 1 corrupt
  *   tessera-admin btree stat [--json] FILE  the same check, printing its numbers
  *
@@ -318,8 +319,11 @@ static const char usage_btree_check[] =
     "\n"
     "Verifies the newest checkpoint of a B-tree file: every page reachable from the root\n"
     "(its CRC and structure, reached exactly once, keys within its parent's bounds, the\n"
-    "meta's height), overflow chains (exactly their value's length), page numbers below\n"
-    "the page count. Prints a summary. A file that never completed a checkpoint is sound.\n"
+    "meta's height), overflow chains (exactly their value's length), subtree sizes (each\n"
+    "branch cell's, and the meta's tree bytes), the free list (its chain of pages and the\n"
+    "pages it lists, none reachable, none twice), page numbers below the page count, and\n"
+    "that no page is leaked (every page is reachable or free). Prints a summary. A file\n"
+    "that never completed a checkpoint is sound.\n"
     "Exit codes: 0 sound, 1 corrupt or unreadable (the message names the file, the page\n"
     "and the reason), 2 usage error.\n";
 
@@ -327,9 +331,11 @@ static const char usage_btree_stat[] =
     "usage: tessera-admin btree stat [--json] FILE\n"
     "\n"
     "Checks the file as 'btree check' does and prints its numbers, one 'name: value' per\n"
-    "line: page size, checkpoint, height, pages by type (free = unreachable), keys, key\n"
-    "and value bytes, fill (used bytes over page bytes of leaves and branches) and the\n"
-    "user blob's length. With --json, prints one JSON object instead.\n"
+    "line: page size, checkpoint, height, pages by type (freelist_pages: the free list's\n"
+    "own pages; free_pages: the pages it lists), keys, key and value bytes, tree_bytes\n"
+    "(the meta's logical size: key plus value bytes), fill (used bytes over page bytes of\n"
+    "leaves and branches) and the user blob's length. With --json, prints one JSON object\n"
+    "instead.\n"
     "Exit codes: 0 sound, 1 corrupt or unreadable, 2 usage error.\n";
 
 /* Runs btree_check over file with the io_uring backend. Returns an exit code. */
@@ -360,14 +366,17 @@ static int btree_inspect(const char *cmd, const char *file, struct btree_check_r
     return ADMIN_EXIT_OK;
 }
 
-static uint64_t btree_reached(const struct btree_check_report *r)
+/* Pages the check accounted for: reachable (meta pages included) or free. A sound file
+ * accounts for every page below its page count. */
+static uint64_t btree_accounted(const struct btree_check_report *r)
 {
-    return r->meta_pages + r->branch_pages + r->leaf_pages + r->overflow_pages;
+    return r->meta_pages + r->branch_pages + r->leaf_pages + r->overflow_pages + r->freelist_pages +
+           r->free_pages;
 }
 
 static void print_btree_summary(const char *file, const struct btree_check_report *r)
 {
-    TS_ASSERT(r->never_checkpointed || btree_reached(r) + r->free_pages == r->page_count);
+    TS_ASSERT(r->never_checkpointed || btree_accounted(r) == r->page_count);
     TS_ASSERT(r->never_checkpointed || r->page_bytes > 0);
     if (r->never_checkpointed) {
         printf("btree check %s: ok (never checkpointed: opens as an empty tree)\n", file);
@@ -377,18 +386,19 @@ static void print_btree_summary(const char *file, const struct btree_check_repor
     printf("checkpoint: %" PRIu64 " (meta page %" PRIu64 ")\n", r->checkpoint_id, r->meta_page);
     printf("page size: %" PRIu32 "\nheight: %" PRIu32 "\n", r->page_bytes, r->height);
     printf("pages: %" PRIu64 " (meta %" PRIu64 ", branch %" PRIu64 ", leaf %" PRIu64
-           ", overflow %" PRIu64 ", free %" PRIu64 ")\n",
+           ", overflow %" PRIu64 ", freelist %" PRIu64 ", free %" PRIu64 ")\n",
            r->page_count, r->meta_pages, r->branch_pages, r->leaf_pages, r->overflow_pages,
-           r->free_pages);
+           r->freelist_pages, r->free_pages);
     printf("keys: %" PRIu64 " (%" PRIu64 " key bytes, %" PRIu64 " value bytes)\n", r->keys,
            r->key_bytes, r->value_bytes);
+    printf("tree bytes: %" PRIu64 "\n", r->tree_bytes);
     printf("fill: %.1f%%\n", 100.0 * btree_check_fill(r));
 }
 
 static void print_btree_stat(const struct btree_check_report *r, bool json)
 {
-    TS_ASSERT(r->never_checkpointed || btree_reached(r) + r->free_pages == r->page_count);
-    TS_ASSERT(r->free_pages <= r->page_count);
+    TS_ASSERT(r->never_checkpointed || btree_accounted(r) == r->page_count);
+    TS_ASSERT(r->never_checkpointed || r->tree_bytes == r->key_bytes + r->value_bytes);
     /* One table for both forms: the names are fixed identifiers (nothing to escape). */
     const struct {
         const char *name;
@@ -405,10 +415,12 @@ static void print_btree_stat(const struct btree_check_report *r, bool json)
         {"branch_pages", r->branch_pages},
         {"leaf_pages", r->leaf_pages},
         {"overflow_pages", r->overflow_pages},
+        {"freelist_pages", r->freelist_pages},
         {"free_pages", r->free_pages},
         {"keys", r->keys},
         {"key_bytes", r->key_bytes},
         {"value_bytes", r->value_bytes},
+        {"tree_bytes", r->tree_bytes},
         {"branch_used_bytes", r->branch_used_bytes},
         {"leaf_used_bytes", r->leaf_used_bytes},
         {"user_len", r->user_len},

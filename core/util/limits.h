@@ -155,4 +155,12 @@ _Static_assert(3u * (2u + 16u + TS_KEY_BYTES_MAX) <= TS_BTREE_PAGE_BYTES_DEFAULT
                "a default page holds three cells with the longest key");
 _Static_assert(TS_VALUE_BYTES_MAX <= 0xffffffffu, "a leaf cell stores the value length in u32");
 
+/* The B-tree page cache's default budget per shard (storage/btree). Coordination data
+ * is small: 64 MiB holds ~16,000 pages, the whole state of a shard serving a few
+ * hundred thousand keys, so reads rarely wait for the disk. The server sets it from
+ * --cache-mb; a tree larger than the budget works, with misses read from the file. */
+#define TS_BTREE_CACHE_BYTES_DEFAULT (64u * 1024u * 1024u)
+/* Fewer frames than this could not hold one operation's path and splits. */
+#define TS_BTREE_CACHE_PAGES_MIN 16u
+
 #endif

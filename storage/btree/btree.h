@@ -1,5 +1,5 @@
 /*
- * storage/btree: the shard's copy-on-write B+tree file (first version).
+ * storage/btree: the shard's copy-on-write B+tree file.
  *
  * The tree stands on storage/btree/page.h (the page format) and storage/disk (the I/O
  * interface, so the same code runs on io_uring and on the simulated disk).
@@ -7,25 +7,51 @@
  * Copy-on-write and checkpoints. A page written by the last checkpoint is never changed
  * in place: the first change after a checkpoint copies it to a free page number, and
  * its parent (copied first, on the way down) is pointed at the copy. Pages born since
- * the checkpoint are changed in place. btree_checkpoint(user) writes every dirty page,
- * fdatasyncs, then writes meta page id % 2 (root, height, page count, the caller's
- * blob: the shard keeps each range's applied index there) and fdatasyncs again. A crash
- * at any point reopens exactly the previous or the new checkpoint: the old tree's
- * pages are never overwritten before the new meta page is durable, because a page
- * freed by copy-on-write is reused only after that.
+ * the checkpoint ("fresh") are changed in place. btree_checkpoint(user) writes every
+ * dirty page and a new free-list chain, fdatasyncs, then writes meta page id % 2 (root,
+ * height, page count, free-list head, tree size, the caller's blob: the shard keeps each
+ * range's applied index there) and fdatasyncs again. A crash at any point reopens
+ * exactly the previous or the new checkpoint: no page the previous checkpoint can reach
+ * (its tree and its free-list chain) is written before the new meta page is durable,
+ * because a page freed since a checkpoint is reused only after the next one.
  *
- * What this first version leaves for later (issue 4 stays open): delete-range by whole
- * subtrees, merging underfull pages
- * (deleted keys leave pages partly empty; an empty leaf stays in the tree), a page cache
- * with a memory budget (every page read stays in memory), asynchronous reads and
- * checkpoints (btree_checkpoint drives the disk until it is done), and a persisted free
- * list: free pages are found at open by walking the tree from the root, which costs in
- * proportion to the file.
+ * Free pages. Every checkpoint lists the pages its tree does not use in a chain of
+ * freelist pages (page.h), so opening a file reads the two meta pages and the chain,
+ * never the tree. Freed pages are reused lowest-cost first (a LIFO stack).
+ *
+ * The page cache. Pages live in frames, at most cache_bytes of them between calls (an
+ * operation may go over while it runs: a put with a 1 MiB value needs its 257 pages at
+ * once; and btree_cursor_key may read its leaf back, one page over, until the next
+ * call). Frames are recycled by CLOCK at the end (and start) of each call. A dirty page (fresh,
+ * changed since it was last written) chosen for eviction is first written to its own
+ * page number, which no checkpoint references yet, so eviction needs no fsync and a
+ * tree larger than memory works with any budget; the next checkpoint's fdatasync covers
+ * those writes. A miss reads the page through the disk interface (io_uring in
+ * production) and verifies it (CRC, page number, structure) before use. The shard
+ * waits for a miss: size the budget to hold the working set (metadata is small; the
+ * default holds 64 MiB).
+ *
+ * Sizes. Branch cells record the logical size (key + value bytes) of their subtrees
+ * (page.h, "sizes"), so btree_range_bytes and btree_middle_key cost one descent, for
+ * split decisions.
+ *
+ * Deletes rebalance: a page under a quarter full merges with a sibling when both fit in
+ * one page, an empty root branch collapses. btree_delete_range drops every subtree that
+ * lies inside the range whole (its pages freed without copying, leaves read only to find
+ * overflow chains and count keys) and edits only the two edges.
+ *
+ * Snapshots share the cache: a page a pinned checkpoint can reach is never rewritten
+ * while the pin lasts, so its cached copy (if any) is the checkpoint's.
  *
  * Errors: TS_ETOOBIG (key over btp_key_bytes_max, value over TS_VALUE_BYTES_MAX),
- * TS_ENOTFOUND, TS_ECORRUPT with the page and the reason in the open errmsg or on
- * read, -errno from the disk. A failed checkpoint write is sticky (the tree must be
- * reopened from its last checkpoint).
+ * TS_ENOTFOUND, TS_ECORRUPT with the page and the reason (in the open errmsg, and for
+ * later reads in btree_last_error), -errno from the disk. A failed write (checkpoint or
+ * eviction) is sticky: every later call returns it; reopen from the last checkpoint.
+ *
+ * Not done (see issue 4's notes): checkpoints and misses are synchronous (the calling
+ * shard waits for the disk); the free-list chain is rewritten whole at each checkpoint
+ * (cost in proportion to the free pages); underfull pages merge but never borrow from a
+ * sibling.
  *
  * Threading: one shard.
  */
@@ -42,8 +68,12 @@
 struct btree;
 
 struct btree_config {
-    const char *path;    /* the file; created when missing */
-    uint32_t page_bytes; /* for a new file; 0: TS_BTREE_PAGE_BYTES_DEFAULT */
+    const char *path;     /* the file; created when missing */
+    uint32_t page_bytes;  /* for a new file; 0: TS_BTREE_PAGE_BYTES_DEFAULT */
+    uint64_t cache_bytes; /* page cache budget between calls; 0: TS_BTREE_CACHE_BYTES_DEFAULT */
+    /* Checkpoints write without fdatasync: for benchmarks that compare with LMDB's
+     * MDB_NOSYNC only. A crash may then lose or corrupt the file. */
+    bool no_sync;
     /* Recovery's report lines (a file that never completed a checkpoint...). */
     void (*report_cb)(void *data, const char *line);
     void *data;
@@ -51,10 +81,19 @@ struct btree_config {
 
 struct btree_stats {
     uint64_t checkpoint_id;
-    uint64_t page_count;    /* the file's size in pages */
-    uint64_t free_pages;    /* reusable now */
-    uint64_t pending_pages; /* freed since the last checkpoint, reusable after the next */
-    uint64_t dirty_pages;
+    uint64_t page_count;     /* the file's size in pages */
+    uint64_t free_pages;     /* reusable now */
+    uint64_t pending_pages;  /* freed since the last checkpoint, reusable after the next */
+    uint64_t dirty_pages;    /* in the cache, changed since last written */
+    uint64_t fresh_pages;    /* born since the last checkpoint */
+    uint64_t freelist_pages; /* the last checkpoint's free-list chain */
+    uint64_t tree_bytes;     /* logical size: key + value bytes of every key */
+    uint64_t cached_pages;
+    uint64_t cache_budget_pages;
+    uint64_t cache_hits;
+    uint64_t cache_misses; /* pages read from the file */
+    uint64_t evictions;
+    uint64_t evicted_dirty; /* evictions that wrote the page first */
     uint32_t height;
 };
 
@@ -75,8 +114,8 @@ int btree_delete(struct btree *t, const void *key, uint32_t key_len);
 
 /*
  * Cursors over the current tree, in key order (memcmp; a shorter key first). A cursor
- * is valid until the tree is next changed (snapshot cursors come later). Empty leaves
- * left by deletes are skipped.
+ * is valid until the tree is next changed. A key view (btree_cursor_key) is valid until
+ * the next call on the tree.
  */
 struct btree_snapshot;
 
@@ -87,6 +126,8 @@ struct btree_cursor {
     uint32_t child[32];          /* the child index taken in each */
     uint32_t depth;
     uint64_t leaf;
+    const uint8_t *leaf_buf; /* the leaf's buffer while gen matches the tree's */
+    uint64_t gen;
     uint32_t pos;
     bool valid;
 };
@@ -109,8 +150,8 @@ int btree_cursor_value(const struct btree_cursor *c, void *buf, uint32_t buf_byt
  * Snapshots. btree_snapshot_open pins the last checkpoint: reads through it see that
  * checkpoint while writes and new checkpoints go on (this is what Raft snapshots stream
  * from). Pages freed by copy-on-write are reused only once no open snapshot pins a
- * checkpoint that can reach them. A snapshot keeps a copy of each page it reads; close
- * every snapshot before btree_close.
+ * checkpoint that can reach them. Snapshot reads go through the tree's page cache.
+ * Close every snapshot before btree_close.
  */
 int btree_snapshot_open(struct btree *t, struct btree_snapshot **out);
 void btree_snapshot_close(struct btree_snapshot *s);
@@ -123,16 +164,30 @@ int btree_snapshot_seek(struct btree_cursor *c, struct btree_snapshot *s, const 
 /* Keys in [lo, hi); hi_len 0: to the end. */
 int btree_count(struct btree *t, const void *lo, uint32_t lo_len, const void *hi, uint32_t hi_len,
                 uint64_t *count);
-/* Deletes every key in [lo, hi) (hi_len 0: to the end); *deleted receives how many.
- * This version deletes key by key. */
+/* Deletes every key in [lo, hi) (lo_len 0: from the start; hi_len 0: to the end);
+ * *deleted receives how many. Whole subtrees inside the range are dropped. */
 int btree_delete_range(struct btree *t, const void *lo, uint32_t lo_len, const void *hi,
                        uint32_t hi_len, uint64_t *deleted);
 
-/* Makes every change so far durable with user (at most page size - 88 bytes) as the
+/* The logical size (key + value bytes) of the keys in [lo, hi), exactly, in one
+ * descent per bound. */
+int btree_range_bytes(struct btree *t, const void *lo, uint32_t lo_len, const void *hi,
+                      uint32_t hi_len, uint64_t *bytes);
+
+/* The key that splits [lo, hi) by size: the first key k in the range such that the keys
+ * in [lo, k) hold at least half of the range's bytes, but never the range's first key
+ * (so both halves are non-empty). Copied into key (room for TS_KEY_BYTES_MAX).
+ * TS_ENOTFOUND when the range holds fewer than two keys. */
+int btree_middle_key(struct btree *t, const void *lo, uint32_t lo_len, const void *hi,
+                     uint32_t hi_len, uint8_t *key, uint32_t *key_len);
+
+/* Makes every change so far durable with user (at most page size - 96 bytes) as the
  * checkpoint's blob. Drives the disk until done. */
 int btree_checkpoint(struct btree *t, const void *user, uint32_t user_len);
 /* The last checkpoint's blob (a view valid until the next checkpoint). */
 void btree_user(const struct btree *t, const uint8_t **user, uint32_t *user_len);
 void btree_get_stats(const struct btree *t, struct btree_stats *out);
+/* The reason of the last TS_ECORRUPT returned by a read ("" when none). */
+const char *btree_last_error(const struct btree *t);
 
 #endif

@@ -15,11 +15,30 @@
 #define BTC_HEIGHT_MAX 64u
 #define BTC_REASON_BYTES 400u
 
+/* What accounts for a page of [2, page_count). The tree is walked first, then the
+ * freelist chain, so a page is claimed by the tree before the free list can claim it. */
+enum btc_state {
+    BTC_NONE = 0,   /* not accounted for (yet): leaked if it stays so */
+    BTC_TREE = 1,   /* reachable from the root: branch, leaf or overflow */
+    BTC_CHAIN = 2,  /* a page of the freelist chain */
+    BTC_LISTED = 3, /* listed as free by a page of the chain */
+};
+
 /* A separator bounding a subtree, as a view into an ancestor's page buffer. */
 struct btc_bound {
     const uint8_t *key;
     uint32_t len;
     bool set; /* false: unbounded on this side */
+};
+
+/* What a parent says of a subtree: its key range [lo, hi) and its logical size (key +
+ * value bytes), recorded in the parent's cell, derived for the leftmost child, or the
+ * meta's tree bytes for the root. from: the page that says it (a meta page for the root). */
+struct btc_given {
+    struct btc_bound lo;
+    struct btc_bound hi;
+    uint64_t bytes;
+    uint64_t from;
 };
 
 struct btc {
@@ -33,8 +52,10 @@ struct btc {
     uint64_t file_pages; /* whole pages the file holds */
     uint64_t page_count; /* the meta's */
     uint64_t checkpoint_id;
-    uint8_t *seen; /* one bit per page below min(page_count, file_pages) */
-    size_t seen_bytes;
+    uint64_t freelist_head; /* the meta's */
+    uint64_t tree_bytes;    /* the meta's */
+    uint8_t *state;         /* two bits per page below page_count: an enum btc_state */
+    size_t state_bytes;
     uint8_t *bufs; /* height + 1 pages: level L uses page L, overflow chains page 0 */
     size_t bufs_bytes;
     struct btree_check_report *out;
@@ -82,6 +103,8 @@ static const char *type_name(enum btp_type type)
         return "leaf";
     case BTP_TYPE_OVERFLOW:
         return "overflow";
+    case BTP_TYPE_FREELIST:
+        return "freelist";
     default:
         return "page";
     }
@@ -106,43 +129,98 @@ static int read_at(struct btc *c, uint8_t *buf, size_t len, uint64_t off, size_t
     return 0;
 }
 
-/* Follows a pointer from page `from` to pno: a tree page below the page count, inside
- * the file, and never reached before. Marks it reached. */
-static int reach(struct btc *c, uint64_t from, uint64_t pno)
+static enum btc_state state_get(const struct btc *c, uint64_t pno)
 {
-    TS_ASSERT(c->seen != NULL);
-    TS_DASSERT(c->seen_bytes * 8 >=
-               (c->page_count < c->file_pages ? c->page_count : c->file_pages));
+    TS_ASSERT(pno < c->page_count);
+    TS_DASSERT(pno / 4 < c->state_bytes);
+    return (enum btc_state)((c->state[pno / 4] >> (2 * (pno % 4))) & 3u);
+}
+
+static void state_set(struct btc *c, uint64_t pno, enum btc_state s)
+{
+    TS_ASSERT(state_get(c, pno) == BTC_NONE);
+    TS_ASSERT(s != BTC_NONE);
+    c->state[pno / 4] |= (uint8_t)((unsigned)s << (2 * (pno % 4)));
+}
+
+/* How a reference of this kind from page `from` names its page, for messages. */
+static void describe_ref(char *buf, size_t len, enum btc_state kind, uint64_t from)
+{
+    TS_ASSERT(kind != BTC_NONE);
+    TS_ASSERT(len > 0);
+    if (kind == BTC_TREE) {
+        snprintf(buf, len, "page %" PRIu64 " points to it", from);
+    } else if (kind == BTC_CHAIN && from < BTP_FIRST_TREE_PAGE) {
+        snprintf(buf, len, "meta page %" PRIu64 " names it as the freelist head", from);
+    } else if (kind == BTC_CHAIN) {
+        snprintf(buf, len, "freelist page %" PRIu64 " links to it", from);
+    } else {
+        snprintf(buf, len, "freelist page %" PRIu64 " lists it as free", from);
+    }
+}
+
+/* A page accounted for twice: reached again by a reference of this kind from `from`
+ * while already in state `was`. */
+static int reached_twice(struct btc *c, uint64_t from, uint64_t pno, enum btc_state kind,
+                         enum btc_state was)
+{
+    TS_ASSERT(was != BTC_NONE);
+    TS_ASSERT(kind == BTC_TREE ? was == BTC_TREE : true); /* the tree is walked first */
+    static const char *const already[] = {
+        [BTC_TREE] = "the tree already reaches it",
+        [BTC_CHAIN] = "it is already a page of the freelist chain",
+        [BTC_LISTED] = "a freelist page already lists it as free",
+    };
+    const char *hint = "";
+    if (kind == BTC_TREE) {
+        hint = " (shared by two parents, or a cycle)";
+    } else if (kind == BTC_CHAIN && was == BTC_CHAIN) {
+        hint = " (the freelist chain loops)";
+    }
+    char ref[96];
+    describe_ref(ref, sizeof(ref), kind, from);
+    return corrupt(c, pno, "reached twice: %s, and %s%s", ref, already[was], hint);
+}
+
+/* Follows a reference of this kind (the tree's pointers, the freelist chain's links, a
+ * freelist entry) from page `from` to pno: a tree page below the page count, inside the
+ * file unless it is only listed (a free page need not have been written), and not
+ * accounted for before. Marks it with kind. */
+static int reach(struct btc *c, uint64_t from, uint64_t pno, enum btc_state kind)
+{
+    TS_ASSERT(c->state != NULL);
+    TS_ASSERT(kind != BTC_NONE);
+    TS_DASSERT(c->state_bytes * 4 >= c->page_count);
+    const char *verb = kind == BTC_LISTED ? "lists" : "points to";
     if (pno < BTP_FIRST_TREE_PAGE) {
-        return corrupt(c, from, "points to page %" PRIu64 ", a meta page", pno);
+        return corrupt(c, from, "%s page %" PRIu64 ", a meta page", verb, pno);
     }
     if (pno >= c->page_count) {
-        return corrupt(c, from, "points to page %" PRIu64 ", not below the page count %" PRIu64,
-                       pno, c->page_count);
+        return corrupt(c, from, "%s page %" PRIu64 ", not below the page count %" PRIu64, verb, pno,
+                       c->page_count);
     }
-    if (pno >= c->file_pages) {
+    if (kind != BTC_LISTED && pno >= c->file_pages) {
         return corrupt(c, pno,
                        "reached from page %" PRIu64 " but lies past the end of the file"
                        " (%" PRIu64 " bytes)",
                        from, c->file_bytes);
     }
-    uint8_t bit = (uint8_t)(1u << (pno % 8));
-    if ((c->seen[pno / 8] & bit) != 0) {
-        return corrupt(c, pno,
-                       "reached twice: page %" PRIu64 " points to it, and it was"
-                       " already reached (shared by two parents, or a cycle)",
-                       from);
+    enum btc_state was = state_get(c, pno);
+    if (was != BTC_NONE) {
+        return reached_twice(c, from, pno, kind, was);
     }
-    c->seen[pno / 8] |= bit;
+    state_set(c, pno, kind);
     return 0;
 }
 
 /* Reads page pno (already reached) into buf and verifies it as the type its position
- * demands (level: 1 leaf, above branch, 0 overflow), written by a checkpoint no newer
- * than the meta's. A sound page of the other slotted type means the height is wrong. */
+ * demands (level: 1 leaf, above branch, 0 overflow or freelist), written by a checkpoint
+ * no newer than the meta's. A sound page of the other slotted type means the height is
+ * wrong. */
 static int read_page(struct btc *c, uint64_t pno, uint8_t *buf, enum btp_type type, uint32_t level)
 {
-    TS_ASSERT(type == BTP_TYPE_BRANCH || type == BTP_TYPE_LEAF || type == BTP_TYPE_OVERFLOW);
+    TS_ASSERT(type == BTP_TYPE_BRANCH || type == BTP_TYPE_LEAF || type == BTP_TYPE_OVERFLOW ||
+              type == BTP_TYPE_FREELIST);
     TS_ASSERT(pno >= BTP_FIRST_TREE_PAGE && pno < c->page_count);
     size_t got = 0;
     int rc = read_at(c, buf, c->page_bytes, pno * c->page_bytes, &got);
@@ -156,7 +234,8 @@ static int read_page(struct btc *c, uint64_t pno, uint8_t *buf, enum btp_type ty
     if (btp_verify(buf, c->page_bytes, type, pno, why, sizeof(why)) != 0) {
         enum btp_type found = btp_type(buf);
         bool slotted = found == BTP_TYPE_BRANCH || found == BTP_TYPE_LEAF;
-        if (type != BTP_TYPE_OVERFLOW && slotted && found != type &&
+        bool tree = type == BTP_TYPE_BRANCH || type == BTP_TYPE_LEAF;
+        if (tree && slotted && found != type &&
             btp_verify(buf, c->page_bytes, BTP_TYPE_ANY, pno, NULL, 0) == 0) {
             return corrupt(c, pno,
                            "a sound %s page at level %" PRIu32 ", where the meta's height %" PRIu32
@@ -185,7 +264,7 @@ static int walk_chain(struct btc *c, uint64_t leaf, uint32_t index, uint64_t fir
     uint64_t steps = 0;
     for (uint64_t pno = first; pno != 0; pno = btp_link(c->bufs)) {
         TS_ASSERT(steps++ < c->page_count); /* reach() refuses a page twice */
-        int rc = reach(c, from, pno);
+        int rc = reach(c, from, pno, BTC_TREE);
         if (rc == 0) {
             rc = read_page(c, pno, c->bufs, BTP_TYPE_OVERFLOW, 0);
         }
@@ -251,7 +330,8 @@ static int check_bounds(struct btc *c, uint64_t pno, const uint8_t *page, bool l
     return 0;
 }
 
-static int walk_leaf(struct btc *c, uint64_t pno, const uint8_t *page)
+/* Counts the leaf's keys and walks its overflow chains; *bytes gets its logical size. */
+static int walk_leaf(struct btc *c, uint64_t pno, const uint8_t *page, uint64_t *bytes)
 {
     TS_ASSERT(btp_type(page) == BTP_TYPE_LEAF);
     TS_ASSERT(btp_page_no(page) == pno);
@@ -259,11 +339,13 @@ static int walk_leaf(struct btc *c, uint64_t pno, const uint8_t *page)
     out->leaf_pages++;
     out->leaf_used_bytes += btp_used_bytes(page, c->page_bytes);
     uint32_t n = btp_count(page);
+    uint64_t sum = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct btp_cell cell = btp_leaf_get(page, c->page_bytes, i);
         out->keys++;
         out->key_bytes += cell.key_len;
         out->value_bytes += cell.value_len;
+        sum += (uint64_t)cell.key_len + cell.value_len;
         if (cell.overflow_page != 0) {
             int rc = walk_chain(c, pno, i, cell.overflow_page, cell.value_len);
             if (rc != 0) {
@@ -271,53 +353,101 @@ static int walk_leaf(struct btc *c, uint64_t pno, const uint8_t *page)
             }
         }
     }
+    TS_ASSERT(sum == btp_leaf_bytes(page, c->page_bytes));
+    *bytes = sum;
     return 0;
 }
 
-static int walk(struct btc *c, uint64_t pno, uint32_t level, struct btc_bound lo,
-                struct btc_bound hi);
+static int walk(struct btc *c, uint64_t pno, uint32_t level, const struct btc_given *g,
+                uint64_t *bytes);
+
+/* The size a branch's parent gives it must cover the sizes its cells record, so that
+ * the leftmost child's (the difference) is defined. */
+static int check_given_bytes(struct btc *c, uint64_t pno, const uint8_t *page,
+                             const struct btc_given *g)
+{
+    TS_ASSERT(btp_type(page) == BTP_TYPE_BRANCH);
+    TS_ASSERT(g->from != pno);
+    uint64_t cells = btp_branch_cells_bytes(page, c->page_bytes);
+    if (g->bytes >= cells) {
+        return 0;
+    }
+    char who[64];
+    if (g->from < BTP_FIRST_TREE_PAGE) {
+        snprintf(who, sizeof(who), "meta page %" PRIu64 " records tree bytes", g->from);
+    } else {
+        snprintf(who, sizeof(who), "page %" PRIu64 " gives it a size of", g->from);
+    }
+    return corrupt(c, pno,
+                   "subtree size: %s %" PRIu64 ", below the %" PRIu64
+                   " bytes its own cells record for their children",
+                   who, g->bytes, cells);
+}
 
 /* Child i of a branch covers [key i - 1, key i), the ends taken from the branch's own
- * bounds. */
+ * bounds, and holds the size key cell i - 1 records; the leftmost child's size is the
+ * branch's less its cells'. Each cell's figure is checked here against the child's
+ * actual size; the leftmost's then holds exactly when the branch's own total is the
+ * figure its parent gave it, which the parent checks (the meta's tree bytes: the walk's
+ * caller), so a wrong figure is reported where it is stored. */
 static int walk_branch(struct btc *c, uint64_t pno, const uint8_t *page, uint32_t level,
-                       struct btc_bound lo, struct btc_bound hi)
+                       const struct btc_given *g, uint64_t *bytes)
 {
     TS_ASSERT(btp_type(page) == BTP_TYPE_BRANCH);
     TS_ASSERT(level >= 2 && level <= c->height);
     c->out->branch_pages++;
     c->out->branch_used_bytes += btp_used_bytes(page, c->page_bytes);
+    int rc = check_given_bytes(c, pno, page, g);
+    if (rc != 0) {
+        return rc;
+    }
+    uint64_t leftmost = g->bytes - btp_branch_cells_bytes(page, c->page_bytes);
     uint32_t n = btp_count(page);
     for (uint32_t i = 0; i <= n; i++) {
-        struct btc_bound clo = i == 0 ? lo : cell_bound(page, c->page_bytes, i - 1, false);
-        struct btc_bound chi = i == n ? hi : cell_bound(page, c->page_bytes, i, false);
+        struct btc_given cg = {
+            .lo = i == 0 ? g->lo : cell_bound(page, c->page_bytes, i - 1, false),
+            .hi = i == n ? g->hi : cell_bound(page, c->page_bytes, i, false),
+            .bytes = i == 0 ? leftmost : btp_branch_get(page, c->page_bytes, i - 1).bytes,
+            .from = pno,
+        };
         uint64_t child = btp_branch_child(page, c->page_bytes, i);
-        int rc = reach(c, pno, child);
+        uint64_t got = 0;
+        rc = reach(c, pno, child, BTC_TREE);
         if (rc == 0) {
-            rc = walk(c, child, level - 1, clo, chi);
+            rc = walk(c, child, level - 1, &cg, &got);
+        }
+        if (rc == 0 && i > 0 && got != cg.bytes) {
+            rc = corrupt(c, pno,
+                         "subtree size: child page %" PRIu64 " (index %" PRIu32 ") holds %" PRIu64
+                         " bytes of keys and values, its cell records %" PRIu64,
+                         child, i, got, cg.bytes);
         }
         if (rc != 0) {
             return rc;
         }
+        *bytes += got;
     }
     return 0;
 }
 
-/* Page pno (already reached) at level (1: leaf) within bounds [lo, hi). */
-static int walk(struct btc *c, uint64_t pno, uint32_t level, struct btc_bound lo,
-                struct btc_bound hi)
+/* Page pno (already reached) at level (1: leaf) within what its parent gives it; *bytes
+ * gets the subtree's actual logical size. */
+static int walk(struct btc *c, uint64_t pno, uint32_t level, const struct btc_given *g,
+                uint64_t *bytes)
 {
     TS_ASSERT(level >= 1 && level <= c->height);
     TS_ASSERT(c->bufs_bytes >= (size_t)(level + 1) * c->page_bytes);
     uint8_t *page = c->bufs + (size_t)level * c->page_bytes;
     bool leaf = level == 1;
+    *bytes = 0;
     int rc = read_page(c, pno, page, leaf ? BTP_TYPE_LEAF : BTP_TYPE_BRANCH, level);
     if (rc == 0) {
-        rc = check_bounds(c, pno, page, leaf, lo, hi);
+        rc = check_bounds(c, pno, page, leaf, g->lo, g->hi);
     }
     if (rc != 0) {
         return rc;
     }
-    return leaf ? walk_leaf(c, pno, page) : walk_branch(c, pno, page, level, lo, hi);
+    return leaf ? walk_leaf(c, pno, page, bytes) : walk_branch(c, pno, page, level, g, bytes);
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -382,44 +512,138 @@ static int load_meta(struct btc *c, bool *never)
         c->out->root_page = meta.root_page;
         c->out->height = c->height = meta.height;
         c->out->page_count = c->page_count = meta.page_count;
+        c->out->tree_bytes = c->tree_bytes = meta.tree_bytes;
+        c->freelist_head = meta.freelist_head;
         c->out->user_len = meta.user_len;
     }
     ts_free(c->alloc, m, bytes);
     return *never ? 0 : rc;
 }
 
-/* Walks the tree of the chosen meta and derives the free pages. */
-static int walk_tree(struct btc *c)
+/* The state map covers [0, page_count). Every page past the end of the file must be a
+ * listed free page, and the chain (inside the file) lists at most its capacity per page:
+ * a page count beyond that cannot be sound, and is refused before allocating for it. */
+static int alloc_walk(struct btc *c)
 {
     TS_ASSERT(c->page_count >= BTP_FIRST_TREE_PAGE);
+    TS_ASSERT(c->state == NULL && c->bufs == NULL);
+    uint64_t beyond = c->page_count > c->file_pages ? c->page_count - c->file_pages : 0;
+    if (beyond / btp_freelist_capacity(c->page_bytes) > c->file_pages) {
+        return corrupt(c, c->out->meta_page,
+                       "page count %" PRIu64 " lies past the file's %" PRIu64
+                       " pages by more than its freelist pages could list",
+                       c->page_count, c->file_pages);
+    }
+    c->state_bytes = (size_t)(c->page_count / 4 + 1);
+    c->bufs_bytes = (size_t)(c->height + 1) * c->page_bytes;
+    c->state = ts_alloc(c->alloc, c->state_bytes);
+    c->bufs = ts_alloc(c->alloc, c->bufs_bytes);
+    if (c->state == NULL || c->bufs == NULL) {
+        return TS_ENOMEM;
+    }
+    memset(c->state, 0, c->state_bytes);
+    return 0;
+}
+
+/* Walks the tree of the chosen meta: its logical size must be the meta's tree bytes. */
+static int walk_tree(struct btc *c)
+{
+    TS_ASSERT(c->state != NULL);
     TS_ASSERT((c->out->root_page == 0) == (c->height == 0));
+    uint64_t meta = c->out->meta_page;
+    uint64_t root = c->out->root_page;
+    if (root == 0) {
+        return c->tree_bytes == 0 ? 0
+                                  : corrupt(c, meta,
+                                            "the tree is empty (root 0) but the meta records"
+                                            " tree bytes %" PRIu64,
+                                            c->tree_bytes);
+    }
+    struct btc_given g = {.bytes = c->tree_bytes, .from = meta};
+    uint64_t bytes = 0;
+    int rc = reach(c, meta, root, BTC_TREE);
+    if (rc == 0) {
+        rc = walk(c, root, c->height, &g, &bytes);
+    }
+    if (rc == 0 && bytes != c->tree_bytes) {
+        rc = corrupt(c, meta,
+                     "the tree (root page %" PRIu64 ") holds %" PRIu64
+                     " bytes of keys and values, the meta records tree bytes %" PRIu64,
+                     root, bytes, c->tree_bytes);
+    }
+    return rc;
+}
+
+/* Follows the freelist chain from the meta's head: each page a sound freelist page
+ * reached once, each entry a page listed once, none of them reachable from the tree. */
+static int walk_freelist(struct btc *c)
+{
+    TS_ASSERT(c->state != NULL);
+    TS_ASSERT(c->bufs_bytes >= c->page_bytes);
+    uint8_t *page = c->bufs; /* page 0: the overflow chains' buffer, free by now */
+    uint64_t from = c->out->meta_page;
+    uint64_t steps = 0;
+    for (uint64_t pno = c->freelist_head; pno != 0; pno = btp_link(page)) {
+        TS_ASSERT(steps++ < c->page_count); /* reach() refuses a page twice */
+        int rc = reach(c, from, pno, BTC_CHAIN);
+        if (rc == 0) {
+            rc = read_page(c, pno, page, BTP_TYPE_FREELIST, 0);
+        }
+        uint32_t n = rc == 0 ? btp_count(page) : 0;
+        for (uint32_t i = 0; rc == 0 && i < n; i++) {
+            rc = reach(c, pno, btp_freelist_get(page, c->page_bytes, i), BTC_LISTED);
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        c->out->freelist_pages++;
+        c->out->free_pages += n;
+        from = pno;
+    }
+    return 0;
+}
+
+/* Every page of [2, page_count) is in the tree, in the chain or listed once. */
+static int check_accounted(struct btc *c)
+{
+    struct btree_check_report *out = c->out;
+    uint64_t leaked = 0;
+    uint64_t first = 0;
+    for (uint64_t pno = BTP_FIRST_TREE_PAGE; pno < c->page_count; pno++) {
+        if (state_get(c, pno) == BTC_NONE && leaked++ == 0) {
+            first = pno;
+        }
+    }
+    uint64_t accounted = out->meta_pages + out->branch_pages + out->leaf_pages +
+                         out->overflow_pages + out->freelist_pages + out->free_pages;
+    TS_ASSERT(accounted + leaked == c->page_count); /* each state set once, below it */
+    if (leaked > 0) {
+        return corrupt(c, first,
+                       "leaked: neither reachable from the root nor free (the first of %" PRIu64
+                       " such pages below the page count %" PRIu64 ")",
+                       leaked, c->page_count);
+    }
+    return 0;
+}
+
+/* The tree, then the free list, then the pages neither accounts for. */
+static int walk_file(struct btc *c)
+{
+    TS_ASSERT(c->page_count >= BTP_FIRST_TREE_PAGE);
+    TS_ASSERT(c->out->meta_page < BTP_FIRST_TREE_PAGE);
     if (c->height > BTC_HEIGHT_MAX) {
         return corrupt(c, c->out->meta_page, "height %" PRIu32 " exceeds %u", c->height,
                        BTC_HEIGHT_MAX);
     }
-    uint64_t bits = c->page_count < c->file_pages ? c->page_count : c->file_pages;
-    c->seen_bytes = (size_t)(bits / 8 + 1);
-    c->bufs_bytes = (size_t)(c->height + 1) * c->page_bytes;
-    c->seen = ts_alloc(c->alloc, c->seen_bytes);
-    c->bufs = ts_alloc(c->alloc, c->bufs_bytes);
-    if (c->seen == NULL || c->bufs == NULL) {
-        return TS_ENOMEM;
+    c->out->meta_pages = BTP_FIRST_TREE_PAGE;
+    int rc = alloc_walk(c);
+    if (rc == 0) {
+        rc = walk_tree(c);
     }
-    memset(c->seen, 0, c->seen_bytes);
-    struct btc_bound none = {0};
-    int rc = 0;
-    if (c->out->root_page != 0) {
-        rc = reach(c, c->out->meta_page, c->out->root_page);
-        if (rc == 0) {
-            rc = walk(c, c->out->root_page, c->height, none, none);
-        }
+    if (rc == 0) {
+        rc = walk_freelist(c);
     }
-    struct btree_check_report *out = c->out;
-    out->meta_pages = BTP_FIRST_TREE_PAGE;
-    uint64_t reached = out->meta_pages + out->branch_pages + out->leaf_pages + out->overflow_pages;
-    TS_ASSERT(reached <= c->page_count); /* each reached page is unique and below it */
-    out->free_pages = c->page_count - reached;
-    return rc;
+    return rc == 0 ? check_accounted(c) : rc;
 }
 
 static int check_file(struct btc *c)
@@ -457,7 +681,7 @@ static int check_file(struct btc *c)
         c->out->never_checkpointed = never;
         return rc;
     }
-    return walk_tree(c);
+    return walk_file(c);
 }
 
 int btree_check(const char *path, struct disk *disk, const struct ts_allocator *alloc,
@@ -488,7 +712,7 @@ int btree_check(const char *path, struct disk *disk, const struct ts_allocator *
     if (rc == TS_ENOMEM && errmsg[0] == 0) {
         snprintf(errmsg, errmsg_bytes, "btree check: %s: %s", path, ts_strerror(rc));
     }
-    ts_free(alloc, c.seen, c.seen_bytes);
+    ts_free(alloc, c.state, c.state_bytes);
     ts_free(alloc, c.bufs, c.bufs_bytes);
     disk_close(disk, c.file);
     TS_ASSERT(rc != 0 || errmsg[0] == 0);

@@ -39,12 +39,13 @@
 #define META_FREELIST 72u
 #define META_HEIGHT 80u
 #define META_USER_LEN 84u
+#define META_TREE_BYTES 88u
 #define META_MAGIC_TEXT "TSBTREE1"
 #define META_MAGIC_BYTES 8u
 /* Each level of a tree at least doubles its pages, and page numbers are 64-bit. */
 #define META_HEIGHT_MAX 64u
 
-_Static_assert(META_USER_LEN + 4u == BTP_META_USER_OFFSET, "meta layout is contiguous");
+_Static_assert(META_TREE_BYTES + 8u == BTP_META_USER_OFFSET, "meta layout is contiguous");
 _Static_assert(OFF_LINK + 8u == BTP_HDR_BYTES, "header layout is contiguous");
 
 /* ------------------------------------------------------------------------------------ */
@@ -69,6 +70,17 @@ static uint32_t slots_end_get(const uint8_t *page)
 static uint32_t garbage_get(const uint8_t *page)
 {
     return ts_load_le32(page + OFF_GARBAGE);
+}
+
+static uint64_t load_le48(const uint8_t *p)
+{
+    return (uint64_t)ts_load_le16(p) | (uint64_t)ts_load_le32(p + 2) << 16;
+}
+
+static void store_le48(uint8_t *p, uint64_t v)
+{
+    ts_store_le16(p, (uint16_t)v);
+    ts_store_le32(p + 2, (uint32_t)(v >> 16));
 }
 
 static uint32_t slot_get(const uint8_t *page, uint32_t i)
@@ -587,6 +599,7 @@ struct btp_cell btp_branch_get(const uint8_t *page, uint32_t page_bytes, uint32_
     struct btp_cell cell = {0};
     cell.key = cell_key(page, BTP_TYPE_BRANCH, off, &cell.key_len);
     cell.child = ts_load_le64(page + off + 8);
+    cell.bytes = load_le48(page + off + 2);
     return cell;
 }
 
@@ -615,8 +628,9 @@ void btp_branch_set_child(uint8_t *page, uint32_t page_bytes, uint32_t child_ind
 }
 
 int btp_branch_insert(uint8_t *page, uint32_t page_bytes, uint32_t index, const void *key,
-                      uint32_t key_len, uint64_t child)
+                      uint32_t key_len, uint64_t child, uint64_t bytes)
 {
+    TS_ASSERT(bytes <= BTP_SUBTREE_BYTES_MAX);
     TS_ASSERT(btp_type(page) == BTP_TYPE_BRANCH);
     TS_ASSERT(index <= btp_count(page));
     TS_ASSERT(child >= BTP_FIRST_TREE_PAGE && child != btp_page_no(page));
@@ -632,11 +646,47 @@ int btp_branch_insert(uint8_t *page, uint32_t page_bytes, uint32_t index, const 
     uint8_t *c = page + off;
     memset(c, 0, BTP_BRANCH_CELL_HDR_BYTES);
     ts_store_le16(c, (uint16_t)key_len);
+    store_le48(c + 2, bytes);
     ts_store_le64(c + 8, child);
     if (key_len > 0) {
         memcpy(c + BTP_BRANCH_CELL_HDR_BYTES, key, key_len);
     }
     return 0;
+}
+
+void btp_branch_set_bytes(uint8_t *page, uint32_t page_bytes, uint32_t index, uint64_t bytes)
+{
+    TS_ASSERT(btp_type(page) == BTP_TYPE_BRANCH);
+    TS_ASSERT(index < btp_count(page) && bytes <= BTP_SUBTREE_BYTES_MAX);
+    uint32_t off = slot_get(page, index);
+    TS_ASSERT(off + BTP_BRANCH_CELL_HDR_BYTES <= page_bytes);
+    store_le48(page + off + 2, bytes);
+}
+
+uint64_t btp_branch_cells_bytes(const uint8_t *page, uint32_t page_bytes)
+{
+    TS_ASSERT(btp_type(page) == BTP_TYPE_BRANCH);
+    uint64_t sum = 0;
+    uint32_t n = btp_count(page);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t off = slot_get(page, i);
+        TS_ASSERT(off + BTP_BRANCH_CELL_HDR_BYTES <= page_bytes);
+        sum += load_le48(page + off + 2);
+    }
+    return sum;
+}
+
+uint64_t btp_leaf_bytes(const uint8_t *page, uint32_t page_bytes)
+{
+    TS_ASSERT(btp_type(page) == BTP_TYPE_LEAF);
+    uint64_t sum = 0;
+    uint32_t n = btp_count(page);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t off = slot_get(page, i);
+        TS_ASSERT(off + BTP_LEAF_CELL_HDR_BYTES <= page_bytes);
+        sum += (uint64_t)ts_load_le16(page + off) + ts_load_le32(page + off + 4);
+    }
+    return sum;
 }
 
 void btp_branch_delete(uint8_t *page, uint32_t page_bytes, uint32_t index)
@@ -678,7 +728,8 @@ static uint32_t split_point(const uint8_t *page, enum btp_type t)
     return best;
 }
 
-void btp_split(uint8_t *left, uint8_t *right, uint32_t page_bytes, uint8_t *sep, uint32_t *sep_len)
+void btp_split(uint8_t *left, uint8_t *right, uint32_t page_bytes, uint8_t *sep, uint32_t *sep_len,
+               uint64_t *sep_bytes)
 {
     enum btp_type t = btp_type(left);
     uint32_t n = btp_count(left);
@@ -693,8 +744,10 @@ void btp_split(uint8_t *left, uint8_t *right, uint32_t page_bytes, uint8_t *sep,
     memcpy(sep, key, key_len);
     *sep_len = key_len;
     uint32_t first_moved = s;
+    *sep_bytes = 0;
     if (t == BTP_TYPE_BRANCH) {
         btp_set_link(right, ts_load_le64(left + slot_get(left, s) + 8));
+        *sep_bytes = load_le48(left + slot_get(left, s) + 2);
         first_moved = s + 1;
     }
     for (uint32_t i = first_moved; i < n; i++) {
@@ -709,6 +762,35 @@ void btp_split(uint8_t *left, uint8_t *right, uint32_t page_bytes, uint8_t *sep,
     count_set(left, s);
     btp_compact(left, page_bytes); /* recomputes cells_start and garbage from the slots */
     TS_ASSERT(btp_count(left) + btp_count(right) + (t == BTP_TYPE_BRANCH ? 1u : 0u) == n);
+}
+
+int btp_merge(uint8_t *left, uint8_t *right, uint32_t page_bytes, const uint8_t *sep,
+              uint32_t sep_len, uint64_t sep_bytes)
+{
+    enum btp_type t = btp_type(left);
+    TS_ASSERT(is_slotted(t) && btp_type(right) == t);
+    uint32_t need = btp_used_bytes(right, page_bytes);
+    if (t == BTP_TYPE_BRANCH) {
+        TS_ASSERT(sep_len <= btp_key_bytes_max(page_bytes));
+        need += BTP_BRANCH_CELL_HDR_BYTES + sep_len + BTP_SLOT_BYTES;
+    }
+    if (btp_free_bytes(left, page_bytes) < need) {
+        return TS_EFULL;
+    }
+    if (t == BTP_TYPE_BRANCH) {
+        int rc = btp_branch_insert(left, page_bytes, btp_count(left), sep, sep_len, btp_link(right),
+                                   sep_bytes);
+        TS_ASSERT(rc == 0);
+    }
+    uint32_t n = btp_count(right);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t off = slot_get(right, i);
+        uint32_t size = cell_size_at(right, t, off);
+        uint32_t dst = cell_insert(left, page_bytes, btp_count(left), size);
+        memcpy(left + dst, right + off, size);
+    }
+    btp_init(right, page_bytes, t, btp_page_no(right), btp_checkpoint_id(right));
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -841,9 +923,6 @@ static int check_leaf_cell(const struct chk *k, uint32_t off)
 static int check_branch_cell(const struct chk *k, uint32_t off)
 {
     const uint8_t *c = k->page + off;
-    if (ts_load_le16(c + 2) != 0 || ts_load_le32(c + 4) != 0) {
-        return corrupt(k, "branch cell at offset %u has reserved bytes set", off);
-    }
     return check_pointer(k, off + 8, ts_load_le64(c + 8), false);
 }
 
@@ -1103,6 +1182,7 @@ int btp_meta_encode(uint8_t *page, uint32_t page_bytes, const struct btp_meta *m
     ts_store_le64(page + META_FREELIST, meta->freelist_head);
     ts_store_le32(page + META_HEIGHT, meta->height);
     ts_store_le32(page + META_USER_LEN, meta->user_len);
+    ts_store_le64(page + META_TREE_BYTES, meta->tree_bytes);
     if (meta->user_len > 0) {
         memcpy(page + BTP_META_USER_OFFSET, meta->user, meta->user_len);
     }
@@ -1127,6 +1207,7 @@ int btp_meta_decode(const uint8_t *page, uint32_t page_bytes, uint64_t page_no,
     meta->freelist_head = ts_load_le64(page + META_FREELIST);
     meta->height = ts_load_le32(page + META_HEIGHT);
     meta->user_len = ts_load_le32(page + META_USER_LEN);
+    meta->tree_bytes = ts_load_le64(page + META_TREE_BYTES);
     meta->user = page + BTP_META_USER_OFFSET;
     TS_ASSERT(meta->checkpoint_id % 2 == page_no);
     return 0;

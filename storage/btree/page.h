@@ -44,13 +44,20 @@
  *
  *   branch cell (16-byte header)
  *     0   2  key_len
- *     2   2  zero
- *     4   4  zero
+ *     2   6  bytes: the logical size of the child's subtree (u48; see "sizes" below)
  *     8   8  child: the subtree holding keys >= this key and < the next key
  *     16  key_len   key
  *   The header's link is the leftmost child (keys below the first key). A branch with
  *   count keys has count + 1 children, addressed by child index 0 (the link) to count
  *   (the child of key count - 1).
+ *
+ *   sizes. The logical size of a subtree is the sum of key_len + value_len over its
+ *   keys (overflow values at their full length). Each branch cell records its child's;
+ *   the leftmost child's is not stored: it is the branch's own size (recorded by its
+ *   parent, or the meta page's tree bytes for the root) minus the sum of the cells'.
+ *   This is what makes the size of a key range and the middle key by size cost one
+ *   descent (split decisions), at the price of rewriting the path's cells on every
+ *   write, which copy-on-write dirties anyway.
  *
  *   overflow page
  *     40  count  value bytes; the rest of the page is zero
@@ -59,6 +66,9 @@
  *
  *   freelist page
  *     40  8*count  u64 page numbers free as of this page's checkpoint; the rest zero
+ *   The meta page's freelist head starts a chain of these pages. Together they list
+ *   every page of [2, page count) that is neither reachable from the root nor a page of
+ *   the chain itself, so opening a file does not walk the tree.
  *
  *   meta page (pages 0 and 1; the checkpoint id is the header's, at offset 16)
  *     40  8  magic "TSBTREE1"
@@ -68,8 +78,9 @@
  *     64  8  page count: the file's size in pages, meta pages included
  *     72  8  freelist head page (0 = none)
  *     80  4  tree height (0 = empty tree, 1 = the root is a leaf)
- *     84  4  user_len: bytes of user metadata that follow (<= P - 88)
- *     88  user_len  user metadata (the shard keeps each range's applied index there)
+ *     84  4  user_len: bytes of user metadata (<= P - 96)
+ *     88  8  tree bytes: the logical size of the whole tree (see "sizes")
+ *     96  user_len  user metadata (the shard keeps each range's applied index there)
  *     ...        zero to the end of the page
  *
  * Choices made here (the issue left them open).
@@ -120,8 +131,10 @@
 #define BTP_LEAF_CELL_HDR_BYTES 8u
 #define BTP_BRANCH_CELL_HDR_BYTES 16u
 #define BTP_OVF_PTR_BYTES 8u
-#define BTP_META_USER_OFFSET 88u
-#define BTP_META_VERSION 1u
+#define BTP_META_USER_OFFSET 96u
+#define BTP_META_VERSION 2u
+/* The largest subtree size a branch cell records (48 bits). */
+#define BTP_SUBTREE_BYTES_MAX ((UINT64_C(1) << 48) - 1u)
 #define BTP_LEAF_FLAG_OVERFLOW 0x01u
 /* Pages 0 and 1 are metas; the first page of the tree proper. */
 #define BTP_FIRST_TREE_PAGE 2u
@@ -154,6 +167,7 @@ struct btp_cell {
     uint32_t value_len;
     uint64_t overflow_page;
     uint64_t child;
+    uint64_t bytes; /* branch: the child's subtree size */
 };
 
 /* The decoded meta page. On decode, user is a view into the page; on encode, borrowed. */
@@ -162,6 +176,7 @@ struct btp_meta {
     uint64_t root_page;
     uint64_t page_count;
     uint64_t freelist_head;
+    uint64_t tree_bytes;
     uint32_t page_bytes;
     uint32_t height;
     uint32_t user_len;
@@ -243,9 +258,11 @@ void btp_compact(uint8_t *page, uint32_t page_bytes);
  * into right, which must be an empty page of the same type, and copies the separator
  * into sep (room for TS_KEY_BYTES_MAX bytes), setting *sep_len. Leaf: the separator is
  * right's first key, which stays in right. Branch: the middle key moves up and leaves
- * both pages; its child becomes right's link. left must hold at least 3 cells (2 for a
+ * both pages; its child becomes right's link and *sep_bytes receives that child's size
+ * (0 for a leaf). left must hold at least 3 cells (2 for a
  * leaf). Afterwards left is compacted. Neither page is sealed. */
-void btp_split(uint8_t *left, uint8_t *right, uint32_t page_bytes, uint8_t *sep, uint32_t *sep_len);
+void btp_split(uint8_t *left, uint8_t *right, uint32_t page_bytes, uint8_t *sep, uint32_t *sep_len,
+               uint64_t *sep_bytes);
 
 /* --- leaf --- */
 
@@ -272,6 +289,9 @@ int btp_leaf_insert(uint8_t *page, uint32_t page_bytes, uint32_t index, const vo
 int btp_leaf_set_value(uint8_t *page, uint32_t page_bytes, uint32_t index, const void *value,
                        uint32_t value_len, uint64_t overflow_page);
 
+/* The logical size of the leaf: sum of key_len + value_len over its cells. */
+uint64_t btp_leaf_bytes(const uint8_t *page, uint32_t page_bytes);
+
 /* Removes the cell at index; its bytes become garbage (or free space at the edge). */
 void btp_leaf_delete(uint8_t *page, uint32_t page_bytes, uint32_t index);
 
@@ -290,13 +310,27 @@ uint64_t btp_branch_child(const uint8_t *page, uint32_t page_bytes, uint32_t chi
 /* Points child index 0..count at child (copy-on-write rewrites these constantly). */
 void btp_branch_set_child(uint8_t *page, uint32_t page_bytes, uint32_t child_index, uint64_t child);
 
-/* Inserts key with the child holding keys >= key at key index (so the new child is
- * child index index + 1). Errors as btp_leaf_insert. */
+/* Inserts key with the child holding keys >= key, whose subtree size is bytes
+ * (<= BTP_SUBTREE_BYTES_MAX), at key index (so the new child is child index index + 1).
+ * Errors as btp_leaf_insert. */
 int btp_branch_insert(uint8_t *page, uint32_t page_bytes, uint32_t index, const void *key,
-                      uint32_t key_len, uint64_t child);
+                      uint32_t key_len, uint64_t child, uint64_t bytes);
+
+/* Sets the subtree size recorded in key cell index. */
+void btp_branch_set_bytes(uint8_t *page, uint32_t page_bytes, uint32_t index, uint64_t bytes);
+
+/* The sum of the sizes recorded in the key cells (every child but the leftmost). */
+uint64_t btp_branch_cells_bytes(const uint8_t *page, uint32_t page_bytes);
 
 /* Removes key index and its right child (child index index + 1). */
 void btp_branch_delete(uint8_t *page, uint32_t page_bytes, uint32_t index);
+
+/* Moves every cell of right to the end of left (right's keys must all be above left's).
+ * Branch: first appends sep with right's link as its child and sep_bytes as its size
+ * (leaf: sep is ignored). TS_EFULL, with both pages unchanged, when they do not fit in
+ * one page; otherwise right is left empty. Neither page is sealed. */
+int btp_merge(uint8_t *left, uint8_t *right, uint32_t page_bytes, const uint8_t *sep,
+              uint32_t sep_len, uint64_t sep_bytes);
 
 /* --- overflow --- */
 

@@ -6,9 +6,12 @@
  * The tree is written through storage/btree on the io_uring backend with 512-byte pages
  * (the minimum, so that 1000 keys make a tree of height 3 or more): keys "key0000000"
  * to "key0000999", every 50th value 3000 bytes (an overflow chain), the others 20 bytes;
- * one checkpoint with a 4-byte blob. Prints "keys N", "height H" and
- * "page_bytes P" for the script to compare with tessera-admin's report. Exits 0, 1 on
- * failure, 2 on usage errors, 77 when io_uring is not available.
+ * a checkpoint; then every 7th key deleted and a second checkpoint with a 4-byte blob, so
+ * that the file has free pages and a freelist chain. Reopens the file and prints
+ * "keys N", "height H", "page_bytes P", "tree_bytes B", "freelist_pages F" and
+ * "free_pages L" (btree_stats after the reopen) for the script to compare with
+ * tessera-admin's report. Exits 0, 1 on failure, 2 on usage errors, 77 when io_uring is
+ * not available.
  */
 #include "core/util/assert.h"
 #include "core/util/err.h"
@@ -22,6 +25,9 @@
 #include <string.h>
 
 #define FIX_KEYS 1000
+#define FIX_DELETE_EVERY 7
+/* Keys left: those not a multiple of FIX_DELETE_EVERY. */
+#define FIX_KEYS_LEFT (FIX_KEYS - (FIX_KEYS + FIX_DELETE_EVERY - 1) / FIX_DELETE_EVERY)
 #define FIX_PAGE_BYTES 512u
 
 static int fill(struct btree *t)
@@ -35,8 +41,37 @@ static int fill(struct btree *t)
         memset(value, 'a' + i % 26, len);
         rc = btree_put(t, key, 10, value, len);
     }
-    TS_ASSERT(rc != 0 || FIX_KEYS > 0);
+    if (rc == 0) {
+        rc = btree_checkpoint(t, "blob", 4);
+    }
+    for (int i = 0; rc == 0 && i < FIX_KEYS; i += FIX_DELETE_EVERY) {
+        snprintf(key, sizeof(key), "key%07d", i);
+        rc = btree_delete(t, key, 10);
+    }
+    TS_ASSERT(rc != 0 || FIX_KEYS_LEFT > 0);
     return rc == 0 ? btree_checkpoint(t, "blob", 4) : rc;
+}
+
+/* Closes t, reopens the file and prints what the script compares. */
+static int reopen_and_print(struct btree *t, const struct btree_config *cfg, struct disk *disk,
+                            char *err, size_t err_bytes)
+{
+    TS_ASSERT(t != NULL);
+    TS_ASSERT(cfg->path != NULL);
+    btree_close(t);
+    t = NULL;
+    int rc = btree_open(cfg, disk, ts_allocator_default(), &t, err, err_bytes);
+    if (rc != 0) {
+        return rc;
+    }
+    struct btree_stats st;
+    btree_get_stats(t, &st);
+    printf("keys %d\nheight %" PRIu32 "\npage_bytes %u\ntree_bytes %" PRIu64
+           "\nfreelist_pages %" PRIu64 "\nfree_pages %" PRIu64 "\n",
+           FIX_KEYS_LEFT, st.height, FIX_PAGE_BYTES, st.tree_bytes, st.freelist_pages,
+           st.free_pages);
+    btree_close(t);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -60,10 +95,11 @@ int main(int argc, char **argv)
     }
     if (rc == 0) {
         rc = fill(t);
-        struct btree_stats st;
-        btree_get_stats(t, &st);
-        printf("keys %d\nheight %" PRIu32 "\npage_bytes %u\n", FIX_KEYS, st.height, FIX_PAGE_BYTES);
-        btree_close(t);
+        if (rc == 0) {
+            rc = reopen_and_print(t, &cfg, disk, err, sizeof(err));
+        } else {
+            btree_close(t);
+        }
     }
     disk_destroy(disk);
     if (rc != 0) {

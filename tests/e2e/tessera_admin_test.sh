@@ -17,8 +17,10 @@
 #   flip-last  a bit flipped in the last batch cannot be told from a torn write (wal.h):
 #              reported as a torn tail, that batch dropped, exit 0
 #   btree      (with BTREE_FIXTURE) usage errors; a zero-byte file was never checkpointed;
-#              check and stat (text and --json) of a known tree; a byte of its root
-#              overwritten: exit 1 naming the file and the page
+#              check and stat (text and --json) of a known tree with deleted keys (the
+#              fixture's keys, height, tree bytes, freelist chain pages and free pages;
+#              every page accounted for); a byte of its root overwritten: exit 1 naming
+#              the file and the page
 # Prints "N passed, M failed" (checks). Exits 0 when all passed, 1 otherwise, 77 when
 # io_uring is not available.
 set -u
@@ -265,16 +267,43 @@ if [ -n "$btree_fixture" ]; then
     if ! "$btree_fixture" "$tmp/t.tree" >"$tmp/t.fx" 2>"$tmp/t.fxerr"; then
         fail "btree_fixture: $(cat "$tmp/t.fxerr")"
     else
-        keys=$(awk '$1 == "keys" { print $2 }' "$tmp/t.fx")
-        height=$(awk '$1 == "height" { print $2 }' "$tmp/t.fx")
+        fx() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/t.fx"; }
+        keys=$(fx keys)
+        height=$(fx height)
+        tbytes=$(fx tree_bytes)
+        flpages=$(fx freelist_pages)
+        fpages=$(fx free_pages)
+        is "the fixture's tree has a freelist chain" "$((flpages >= 1 && fpages >= 1))" 1
         run "$b" btree check "$tmp/t.tree"
         expect "btree check of a sound tree" "$b" 0 "btree check $tmp/t.tree: ok" out \
-            "height: $height" out "keys: $keys (" out "page size: 512" out
+            "height: $height" out "keys: $keys (" out "page size: 512" out \
+            "tree bytes: $tbytes" out ", freelist $flpages, free $fpages)" out
         run "$b" btree stat "$tmp/t.tree"
-        expect "btree stat" "$b" 0 "keys: $keys" out "height: $height" out "user_len: 4" out
+        expect "btree stat" "$b" 0 "keys: $keys" out "height: $height" out "user_len: 4" out \
+            "tree_bytes: $tbytes" out "freelist_pages: $flpages" out "free_pages: $fpages" out
+        # stat_of FIELD: a number from the text stat just printed.
+        stat_of() { awk -F': ' -v k="$1" '$1 == k { print $2 }' "$b.out"; }
+        is "every page is reachable or free" \
+            $(($(stat_of meta_pages) + $(stat_of branch_pages) + $(stat_of leaf_pages) + \
+                $(stat_of overflow_pages) + $(stat_of freelist_pages) + $(stat_of free_pages))) \
+            "$(stat_of page_count)"
+        is "tree_bytes is key_bytes + value_bytes" \
+            $(($(stat_of key_bytes) + $(stat_of value_bytes))) "$tbytes"
         run "$b" btree stat --json "$tmp/t.tree"
-        expect "btree stat --json" "$b" 0 "\"keys\":$keys," out "\"height\":$height," out
+        expect "btree stat --json" "$b" 0 "\"keys\":$keys," out "\"height\":$height," out \
+            "\"tree_bytes\":$tbytes," out "\"freelist_pages\":$flpages," out \
+            "\"free_pages\":$fpages," out
         is "btree stat --json is one line" "$(wc -l <"$b.out")" 1
+        if command -v python3 >/dev/null; then
+            python3 - "$b.out" <<'EOF'
+import json, sys
+o = json.load(open(sys.argv[1]))
+kinds = ["meta", "branch", "leaf", "overflow", "freelist", "free"]
+assert sum(o[k + "_pages"] for k in kinds) == o["page_count"], o
+assert o["tree_bytes"] == o["key_bytes"] + o["value_bytes"], o
+EOF
+            is "btree stat --json parses and accounts for every page" $? 0
+        fi
         # A byte in the root (stat names it), within its free space: the CRC no longer holds.
         run "$b" btree stat "$tmp/t.tree"
         root=$(awk -F': ' '$1 == "root_page" { print $2 }' "$b.out")

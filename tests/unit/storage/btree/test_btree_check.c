@@ -1,9 +1,11 @@
 /* storage/btree/btree_check: trees built with btree.h on the simulated disk (512-byte
- * pages, height >= 3, overflow chains) check sound with the counts that were put; then
- * damaged copies: bit flips in a leaf, a branch and an overflow page, and pages rewritten
- * with page.h and re-sealed (valid CRC) so that a page sits under two parents, keys are
- * out of order across pages, an overflow chain is short, a pointer passes the page count,
- * or the meta's height is wrong. */
+ * pages, height >= 3, overflow chains, deletes and checkpoints after them so that the
+ * freelist chain is not empty) check sound with the counts that were put; then damaged
+ * copies: bit flips in a leaf, a branch and an overflow page, and pages rewritten with
+ * page.h and re-sealed (valid CRC) so that a page sits under two parents, keys are out
+ * of order across pages, an overflow chain is short, a pointer passes the page count,
+ * the meta's height or tree bytes are wrong, a branch cell records a wrong subtree size,
+ * the free list names a live page or a page twice, loses a page (leaked) or loops. */
 #include "core/util/err.h"
 #include "storage/btree/btree.h"
 #include "storage/btree/btree_check.h"
@@ -194,6 +196,64 @@ static uint64_t chain_of(int i, uint64_t *last)
     return first;
 }
 
+/* The newer valid meta (the one btree_open and the check choose); *which its page. */
+static struct btp_meta meta_read(uint64_t *which)
+{
+    static uint8_t metas[2 * P]; /* the meta's user view points here */
+    page_read(0, metas);
+    page_read(1, metas + P);
+    struct btp_meta meta;
+    uint64_t w = 0;
+    cr_assert_eq(btp_meta_choose(metas, metas + P, P, &meta, &w, NULL, 0), 0);
+    if (which != NULL) {
+        *which = w;
+    }
+    return meta;
+}
+
+/* Re-encodes (and so re-seals) meta over its page. */
+static void meta_write(const struct btp_meta *meta)
+{
+    uint8_t page[P];
+    cr_assert_eq(btp_meta_encode(page, P, meta), 0);
+    page_write(meta->checkpoint_id % 2, page, false);
+}
+
+/* The pages of the last checkpoint's freelist chain, head first; returns how many. */
+static uint32_t freelist_chain(uint64_t *pages, uint32_t max)
+{
+    uint8_t page[P];
+    uint32_t n = 0;
+    for (uint64_t pno = meta_read(NULL).freelist_head; pno != 0; pno = btp_link(page)) {
+        cr_assert_lt(n, max);
+        pages[n++] = pno;
+        page_read(pno, page);
+        cr_assert_eq(btp_type(page), BTP_TYPE_FREELIST);
+    }
+    return n;
+}
+
+/* Rewrites freelist page pno (same header, re-sealed) with entry index replaced by
+ * entry, or removed when entry is 0; returns the entry it held. */
+static uint64_t freelist_edit(uint64_t pno, uint32_t index, uint64_t entry)
+{
+    uint8_t old[P];
+    uint8_t page[P];
+    page_read(pno, old);
+    uint32_t n = btp_count(old);
+    cr_assert_lt(index, n);
+    btp_init(page, P, BTP_TYPE_FREELIST, pno, btp_checkpoint_id(old));
+    btp_set_link(page, btp_link(old));
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t v = i == index ? entry : btp_freelist_get(old, P, i);
+        if (v != 0) {
+            cr_assert_eq(btp_freelist_push(page, P, v), 0);
+        }
+    }
+    page_write(pno, page, true);
+    return btp_freelist_get(old, P, index);
+}
+
 TestSuite(btree_check, .init = env_init, .fini = env_fini);
 
 Test(btree_check, sound_tree_counts)
@@ -212,10 +272,15 @@ Test(btree_check, sound_tree_counts)
     cr_assert_eq(e.r.value_bytes, e.value_bytes);
     cr_assert_eq(e.r.user_len, 4);
     uint64_t reached = e.r.meta_pages + e.r.branch_pages + e.r.leaf_pages + e.r.overflow_pages;
-    cr_assert_eq(e.r.free_pages, e.r.page_count - reached);
+    cr_assert_eq(e.r.freelist_pages + e.r.free_pages, e.r.page_count - reached);
     cr_assert_eq(e.r.free_pages, e.stats.free_pages, "check %" PRIu64 " tree %" PRIu64,
                  e.r.free_pages, e.stats.free_pages);
+    cr_assert_eq(e.r.freelist_pages, e.stats.freelist_pages, "check %" PRIu64 " tree %" PRIu64,
+                 e.r.freelist_pages, e.stats.freelist_pages);
     cr_assert_gt(e.r.free_pages, 0);
+    cr_assert_geq(e.r.freelist_pages, 2); /* the loop test needs two */
+    cr_assert_eq(e.r.tree_bytes, e.key_bytes + e.value_bytes);
+    cr_assert_eq(e.r.tree_bytes, e.stats.tree_bytes);
     cr_assert_eq(e.r.overflow_pages, e.overflow_pages);
     cr_assert_gt(e.r.overflow_pages, 0);
     double fill = btree_check_fill(&e.r);
@@ -242,7 +307,15 @@ Test(btree_check, never_checkpointed_and_empty)
     cr_assert_not(e.r.never_checkpointed);
     cr_assert_eq(e.r.height, 0);
     cr_assert_eq(e.r.keys, 0);
-    cr_assert_eq(e.r.free_pages, e.r.page_count - 2);
+    cr_assert_eq(e.r.tree_bytes, 0);
+    cr_assert_eq(e.r.freelist_pages + e.r.free_pages, e.r.page_count - 2);
+
+    /* An empty tree holds no bytes. */
+    struct btp_meta meta = meta_read(NULL);
+    meta.tree_bytes = 1;
+    meta_write(&meta);
+    expect_corrupt(meta.checkpoint_id % 2, "the tree is empty (root 0) but the meta records tree"
+                                           " bytes 1");
 }
 
 Test(btree_check, missing_file)
@@ -385,4 +458,193 @@ Test(btree_check, allocation_failure_frees_everything)
         cr_assert(rc == 0 || strstr(e.err, "tree") != NULL, "%s", e.err);
         cr_assert_eq(fa.live_bytes, 0, "fail after %ld: %ld bytes leaked", n, fa.live_bytes);
     }
+}
+
+/* A branch cell whose recorded subtree size is off by one (re-sealed, so only the sizes
+ * tell): reported at that branch, naming the child and both figures. The branch's
+ * leftmost child, whose size is derived from the cells, is not blamed. */
+Test(btree_check, branch_cell_size_wrong)
+{
+    build(1200);
+    expect_sound();
+    uint64_t parent = 0;
+    leaf_of(700, &parent);
+    cr_assert_neq(parent, e.r.root_page); /* a branch below the root: height >= 3 */
+    uint8_t page[P];
+    page_read(parent, page);
+    cr_assert_geq(btp_count(page), 1);
+    struct btp_cell cell = btp_branch_get(page, P, 0);
+    uint64_t child = cell.child;
+    uint64_t recorded = cell.bytes;
+    cr_assert_gt(recorded, 0);
+    btp_branch_set_bytes(page, P, 0, recorded - 1);
+    page_write(parent, page, true);
+    char reason[200];
+    snprintf(reason, sizeof(reason),
+             "subtree size: child page %" PRIu64 " (index 1) holds %" PRIu64
+             " bytes of keys and values, its cell records %" PRIu64,
+             child, recorded, recorded - 1);
+    expect_corrupt(parent, reason);
+}
+
+/* The root's cells record more than the meta's tree bytes: the root's leftmost child
+ * would have a negative size. */
+Test(btree_check, root_cells_exceed_tree_bytes)
+{
+    build(1200);
+    expect_sound();
+    uint64_t tree_bytes = e.r.tree_bytes;
+    uint8_t root[P];
+    page_read(e.r.root_page, root);
+    uint64_t cells = btp_branch_cells_bytes(root, P);
+    uint64_t first = btp_branch_get(root, P, 0).bytes;
+    uint64_t more = tree_bytes - cells + 1; /* cells + more = tree_bytes + 1 */
+    btp_branch_set_bytes(root, P, 0, first + more);
+    page_write(e.r.root_page, root, true);
+    char reason[200];
+    snprintf(reason, sizeof(reason),
+             "records tree bytes %" PRIu64 ", below the %" PRIu64
+             " bytes its own cells record for their children",
+             tree_bytes, tree_bytes + 1);
+    expect_corrupt(e.r.root_page, reason);
+}
+
+/* A root cell records 0 for a branch child: that branch's own cells record more than
+ * its parent gives it. Reported at the child, naming the parent. */
+Test(btree_check, branch_given_less_than_its_cells)
+{
+    build(1200);
+    expect_sound();
+    uint8_t root[P];
+    page_read(e.r.root_page, root);
+    uint64_t child = btp_branch_child(root, P, 1);
+    btp_branch_set_bytes(root, P, 0, 0);
+    page_write(e.r.root_page, root, true);
+    char reason[120];
+    snprintf(reason, sizeof(reason), "page %" PRIu64 " gives it a size of 0, below the",
+             e.r.root_page);
+    expect_corrupt(child, reason);
+}
+
+/* The meta's tree bytes one above and one below the tree's real size. */
+Test(btree_check, meta_tree_bytes_off_by_one)
+{
+    build(1200);
+    expect_sound();
+    uint64_t total = e.r.key_bytes + e.r.value_bytes;
+    uint64_t which = 0;
+    struct btp_meta meta = meta_read(&which);
+    cr_assert_eq(meta.tree_bytes, total);
+    for (int d = -1; d <= 1; d += 2) {
+        meta.tree_bytes = total + (uint64_t)(int64_t)d;
+        meta_write(&meta);
+        char reason[200];
+        snprintf(reason, sizeof(reason),
+                 "holds %" PRIu64 " bytes of keys and values, the meta records tree bytes %" PRIu64,
+                 total, meta.tree_bytes);
+        expect_corrupt(which, reason);
+    }
+    meta.tree_bytes = total;
+    meta_write(&meta);
+    expect_sound();
+}
+
+/* A freelist entry, then the chain's link, naming a leaf the tree reaches. */
+Test(btree_check, freelist_names_a_live_page)
+{
+    build(1200);
+    expect_sound();
+    uint64_t chain[64];
+    uint32_t n = freelist_chain(chain, 64);
+    cr_assert_eq(n, e.r.freelist_pages);
+    uint64_t parent = 0;
+    uint64_t leaf = leaf_of(500, &parent);
+    uint64_t was = freelist_edit(chain[0], 0, leaf);
+    char reason[200];
+    snprintf(reason, sizeof(reason),
+             "reached twice: freelist page %" PRIu64
+             " lists it as free, and the tree already reaches it",
+             chain[0]);
+    expect_corrupt(leaf, reason);
+
+    freelist_edit(chain[0], 0, was);
+    expect_sound();
+    uint8_t page[P];
+    page_read(chain[0], page);
+    btp_set_link(page, leaf);
+    page_write(chain[0], page, true);
+    snprintf(reason, sizeof(reason),
+             "reached twice: freelist page %" PRIu64
+             " links to it, and the tree already reaches it",
+             chain[0]);
+    expect_corrupt(leaf, reason);
+}
+
+/* A free page listed twice, and an entry past the page count. */
+Test(btree_check, freelist_entry_twice_or_out_of_range)
+{
+    build(1200);
+    expect_sound();
+    uint64_t chain[64];
+    freelist_chain(chain, 64);
+    uint8_t page[P];
+    page_read(chain[0], page);
+    cr_assert_geq(btp_count(page), 2);
+    uint64_t first = btp_freelist_get(page, P, 0);
+    uint64_t second = freelist_edit(chain[0], 1, first);
+    expect_corrupt(first, "a freelist page already lists it as free");
+
+    freelist_edit(chain[0], 1, second);
+    expect_sound();
+    freelist_edit(chain[0], 0, e.r.page_count);
+    char reason[120];
+    snprintf(reason, sizeof(reason), "lists page %" PRIu64 ", not below the page count",
+             e.r.page_count);
+    expect_corrupt(chain[0], reason);
+}
+
+/* A free page dropped from the free list: neither reachable nor free. */
+Test(btree_check, leaked_page)
+{
+    build(1200);
+    expect_sound();
+    uint64_t chain[64];
+    uint32_t n = freelist_chain(chain, 64);
+    uint64_t gone = freelist_edit(chain[n - 1], 0, 0);
+    expect_corrupt(gone, "leaked: neither reachable from the root nor free (the first of 1 such");
+    uint64_t reached = e.r.meta_pages + e.r.branch_pages + e.r.leaf_pages + e.r.overflow_pages;
+    cr_assert_eq(reached + e.r.freelist_pages + e.r.free_pages + 1, e.r.page_count);
+}
+
+/* The chain's last page linked back to its head. */
+Test(btree_check, freelist_chain_loops)
+{
+    build(1200);
+    expect_sound();
+    uint64_t chain[64];
+    uint32_t n = freelist_chain(chain, 64);
+    cr_assert_geq(n, 2);
+    uint8_t page[P];
+    page_read(chain[n - 1], page);
+    cr_assert_eq(btp_link(page), 0);
+    btp_set_link(page, chain[0]);
+    page_write(chain[n - 1], page, true);
+    char reason[200];
+    snprintf(reason, sizeof(reason),
+             "reached twice: freelist page %" PRIu64
+             " links to it, and it is already a page of the freelist chain (the freelist chain"
+             " loops)",
+             chain[n - 1]);
+    expect_corrupt(chain[0], reason);
+}
+
+/* A page count the file cannot account for is refused before the walk allocates. */
+Test(btree_check, page_count_past_the_file)
+{
+    build(300);
+    expect_sound();
+    struct btp_meta meta = meta_read(NULL);
+    meta.page_count = (e.r.file_bytes / P) * (btp_freelist_capacity(P) + 2);
+    meta_write(&meta);
+    expect_corrupt(meta.checkpoint_id % 2, "by more than its freelist pages could list");
 }

@@ -312,7 +312,8 @@ static void run_leaf_split(uint64_t seed, uint32_t P)
     btp_init(right, P, BTP_TYPE_LEAF, 6, 1);
     uint8_t sep[TS_KEY_BYTES_MAX];
     uint32_t sep_len;
-    btp_split(page, right, P, sep, &sep_len);
+    uint64_t sep_bytes;
+    btp_split(page, right, P, sep, &sep_len, &sep_bytes);
     char err[ERR_BYTES] = "";
     cr_assert_eq(btp_check_structure(page, P, BTP_TYPE_LEAF, 5, err, sizeof(err)), 0, "%s", err);
     cr_assert_eq(btp_check_structure(right, P, BTP_TYPE_LEAF, 6, err, sizeof(err)), 0, "%s", err);
@@ -370,7 +371,7 @@ static uint32_t build_branch(struct ts_rand *r, uint8_t *page, uint32_t P, uint3
                 continue;
             }
         }
-        int rv = btp_branch_insert(page, P, c, key, klen, 1000 + ts_rand_below(r, 1000));
+        int rv = btp_branch_insert(page, P, c, key, klen, 1000 + ts_rand_below(r, 1000), c);
         cr_assert(rv == 0 || rv == TS_EFULL);
         if (rv == TS_EFULL) {
             break;
@@ -428,7 +429,8 @@ Test(btree_page, branch_split_moves_the_middle_key_up)
         btp_init(right, P, BTP_TYPE_BRANCH, 4, 1);
         uint8_t sep[TS_KEY_BYTES_MAX];
         uint32_t sep_len;
-        btp_split(page, right, P, sep, &sep_len);
+        uint64_t sep_bytes;
+        btp_split(page, right, P, sep, &sep_len, &sep_bytes);
         char err[ERR_BYTES] = "";
         cr_assert_eq(btp_check_structure(page, P, BTP_TYPE_BRANCH, 3, err, sizeof(err)), 0, "%s",
                      err);
@@ -766,7 +768,7 @@ Test(btree_page, every_page_type_round_trips_at_every_size)
         cr_assert_eq(btp_free_bytes(page, P), P - BTP_HDR_BYTES);
         btp_init(page, P, BTP_TYPE_BRANCH, 2, 1);
         btp_set_link(page, 3);
-        cr_assert_eq(btp_branch_insert(page, P, 0, "m", 1, 4), 0);
+        cr_assert_eq(btp_branch_insert(page, P, 0, "m", 1, 4, 0), 0);
         btp_seal(page, P);
         cr_assert_eq(btp_verify(page, P, BTP_TYPE_BRANCH, 2, NULL, 0), 0);
         cr_assert_eq(btp_branch_child(page, P, btp_branch_search(page, P, "a", 1)), 3);
@@ -791,12 +793,12 @@ Test(btree_page, key_and_inline_value_limits)
     for (uint32_t i = 0; i < 3; i++) { /* three longest keys fit either page */
         key[TS_KEY_BYTES_MAX - 1] = (uint8_t)('a' + i);
         cr_assert_eq(btp_leaf_insert(leaf, P, i, key, TS_KEY_BYTES_MAX, NULL, 5000, 9), 0);
-        cr_assert_eq(btp_branch_insert(branch, P, i, key, TS_KEY_BYTES_MAX, 5 + i), 0);
+        cr_assert_eq(btp_branch_insert(branch, P, i, key, TS_KEY_BYTES_MAX, 5 + i, i), 0);
     }
     cr_assert_eq(btp_check_structure(leaf, P, BTP_TYPE_LEAF, 2, NULL, 0), 0);
     cr_assert_eq(btp_check_structure(branch, P, BTP_TYPE_BRANCH, 3, NULL, 0), 0);
     cr_assert_eq(btp_leaf_insert(leaf, P, 0, key, TS_KEY_BYTES_MAX + 1, "", 0, 0), TS_ETOOBIG);
-    cr_assert_eq(btp_branch_insert(branch, P, 0, key, TS_KEY_BYTES_MAX + 1, 9), TS_ETOOBIG);
+    cr_assert_eq(btp_branch_insert(branch, P, 0, key, TS_KEY_BYTES_MAX + 1, 9, 0), TS_ETOOBIG);
     cr_assert_eq(btp_leaf_insert(leaf, P, 0, "a", 1, NULL, TS_VALUE_BYTES_MAX + 1, 9), TS_ETOOBIG);
     /* The inline maximum stays inline; one byte more goes to overflow. */
     uint32_t max = btp_leaf_inline_value_bytes_max(P, 3);
