@@ -1,6 +1,7 @@
 /* storage/btree: the tree against a reference model on the simulated disk: random
  * puts, gets and deletes with checkpoints, clean reopens, crashes between checkpoints
  * and at every step of a checkpoint. */
+#include "btree_testenv.h"
 #include "core/util/err.h"
 #include "core/util/limits.h"
 #include "core/util/rand.h"
@@ -71,32 +72,7 @@ static uint32_t value_len_for(struct ts_rand *r)
     return (uint32_t)ts_rand_below(r, 300);
 }
 
-struct env {
-    struct disk_sim *sim;
-    struct disk *disk;
-    struct btree *t;
-    uint64_t seed;
-    uint32_t page_bytes;
-};
-
-static void env_open(struct env *e)
-{
-    char err[256] = "";
-    struct btree_config cfg = {.path = "tree", .page_bytes = e->page_bytes};
-    int rc = btree_open(&cfg, e->disk, ts_allocator_default(), &e->t, err, sizeof(err));
-    cr_assert_eq(rc, 0, "seed %lu: open: %s %s", (unsigned long)e->seed, ts_errname(rc), err);
-}
-
-static void env_init(struct env *e, uint64_t seed, uint32_t page_bytes)
-{
-    *e = (struct env){.seed = seed, .page_bytes = page_bytes};
-    cr_assert_eq(disk_sim_create(seed, ts_allocator_default(), &e->sim), 0);
-    e->disk = disk_sim_disk(e->sim);
-    disk_sim_set_metadata_durable(e->sim, true);
-    env_open(e);
-}
-
-static void check_model(struct env *e, const struct model *m, const char *when)
+static void check_model(struct bte_env *e, const struct model *m, const char *when)
 {
     static uint8_t buf[VALUE_MAX];
     for (int i = 0; i < KEYS_MAX; i++) {
@@ -120,7 +96,7 @@ static void check_model(struct env *e, const struct model *m, const char *when)
     }
 }
 
-static void random_op(struct env *e, struct model *m, struct ts_rand *r, uint8_t *vbuf)
+static void random_op(struct bte_env *e, struct model *m, struct ts_rand *r, uint8_t *vbuf)
 {
     int i = (int)ts_rand_below(r, KEYS_MAX);
     struct ref_kv *kv = &m->kv[i];
@@ -155,8 +131,8 @@ Test(btree, random_operations_checkpoints_and_reopens)
     static uint8_t vbuf[VALUE_MAX];
     const uint32_t sizes[] = {512, 4096, 16384};
     for (uint64_t seed = 1; seed <= 6; seed++) {
-        struct env e;
-        env_init(&e, seed, sizes[seed % 3]);
+        struct bte_env e;
+        bte_env_init(&e, seed, sizes[seed % 3], 0);
         struct ts_rand r;
         ts_rand_seed(&r, seed);
         static struct model m, durable;
@@ -172,7 +148,7 @@ Test(btree, random_operations_checkpoints_and_reopens)
             if (op % 1000 == 500) { /* crash with changes since the checkpoint: lost */
                 disk_sim_crash(e.sim, DISK_SIM_CRASH_RANDOM, 0);
                 btree_close(e.t);
-                env_open(&e);
+                bte_env_open(&e);
                 model_copy(&m, &durable);
                 check_model(&e, &m, "after a crash");
                 const uint8_t *user;
@@ -182,7 +158,7 @@ Test(btree, random_operations_checkpoints_and_reopens)
             }
             if (op % 1000 == 0) {
                 btree_close(e.t);
-                env_open(&e);
+                bte_env_open(&e);
                 check_model(&e, &m, "after a clean reopen");
             }
         }
@@ -202,8 +178,8 @@ Test(btree, a_crash_at_any_step_of_a_checkpoint_keeps_the_old_or_the_new)
     static uint8_t vbuf[VALUE_MAX];
     uint32_t kept_old = 0, kept_new = 0;
     for (uint32_t step = 0; step < 40; step++) {
-        struct env e;
-        env_init(&e, 100 + step, 512);
+        struct bte_env e;
+        bte_env_init(&e, 100 + step, 512, 0);
         struct ts_rand r;
         ts_rand_seed(&r, 100 + step);
         static struct model before, after;
@@ -228,7 +204,7 @@ Test(btree, a_crash_at_any_step_of_a_checkpoint_keeps_the_old_or_the_new)
         disk_sim_fail_clear(e.sim);
         disk_sim_crash(e.sim, DISK_SIM_CRASH_RANDOM, 0);
         btree_close(e.t);
-        env_open(&e);
+        bte_env_open(&e);
         struct btree_stats st;
         btree_get_stats(e.t, &st);
         check_model(&e, st.checkpoint_id == 2 ? &after : &before,
@@ -248,8 +224,8 @@ Test(btree, a_crash_at_any_step_of_a_checkpoint_keeps_the_old_or_the_new)
 
 Test(btree, steady_overwrite_stops_growing_the_file)
 {
-    struct env e;
-    env_init(&e, 7, 4096);
+    struct bte_env e;
+    bte_env_init(&e, 7, 4096, 0);
     uint8_t value[200];
     uint64_t pages_after[8];
     for (int round = 0; round < 8; round++) {
@@ -274,8 +250,8 @@ Test(btree, steady_overwrite_stops_growing_the_file)
 
 Test(btree, bad_arguments_and_a_corrupt_page)
 {
-    struct env e;
-    env_init(&e, 9, 4096);
+    struct bte_env e;
+    bte_env_init(&e, 9, 4096, 0);
     uint8_t big[1025] = {0};
     cr_assert_eq(btree_put(e.t, big, 1025, "v", 1), TS_ETOOBIG);
     cr_assert_eq(btree_put(e.t, big, 0, "v", 1), TS_ETOOBIG);
@@ -348,7 +324,7 @@ static uint32_t ref_lower_bound(uint8_t (*keys)[12], uint32_t n, const uint8_t *
     return lo;
 }
 
-static void check_cursor_walks(struct env *e, uint8_t (*keys)[12], uint32_t n)
+static void check_cursor_walks(struct bte_env *e, uint8_t (*keys)[12], uint32_t n)
 {
     struct btree_cursor c;
     uint32_t i = 0;
@@ -378,8 +354,8 @@ Test(btree, cursors_counts_and_delete_range_match_a_sorted_reference)
     static uint8_t keys[CK_MAX][12];
     static bool present[CK_MAX];
     for (uint64_t seed = 1; seed <= 4; seed++) {
-        struct env e;
-        env_init(&e, 200 + seed, seed % 2 ? 512 : 4096);
+        struct bte_env e;
+        bte_env_init(&e, 200 + seed, seed % 2 ? 512 : 4096, 0);
         struct ts_rand r;
         ts_rand_seed(&r, seed);
         memset(present, 0, sizeof(present));
@@ -439,7 +415,7 @@ Test(btree, cursors_counts_and_delete_range_match_a_sorted_reference)
         check_cursor_walks(&e, keys, n);
         cr_assert_eq(btree_checkpoint(e.t, NULL, 0), 0);
         btree_close(e.t);
-        env_open(&e);
+        bte_env_open(&e);
         check_cursor_walks(&e, keys, n);
         btree_close(e.t);
         disk_destroy(e.disk);
@@ -460,7 +436,7 @@ static void model_value(uint32_t k, uint32_t version, uint8_t *out, uint32_t *le
     }
 }
 
-static void model_scan(struct env *e, const uint32_t *version, uint32_t from, uint32_t limit)
+static void model_scan(struct bte_env *e, const uint32_t *version, uint32_t from, uint32_t limit)
 {
     uint8_t key[12], want[64], got[64];
     ck_key(key, from);
@@ -486,7 +462,7 @@ static void model_scan(struct env *e, const uint32_t *version, uint32_t from, ui
     }
 }
 
-static void model_op(struct env *e, struct ts_rand *r, uint32_t *version)
+static void model_op(struct bte_env *e, struct ts_rand *r, uint32_t *version)
 {
     uint32_t k = (uint32_t)ts_rand_below(r, MODEL_KEYS);
     uint8_t key[12], val[64], got[64];
@@ -518,8 +494,8 @@ Test(btree, a_million_operations_against_the_model)
     static uint32_t version[MODEL_KEYS];
     uint32_t seeds = 20, ops = 50000; /* 10^6 operations in all */
     for (uint64_t seed = 1; seed <= seeds; seed++) {
-        struct env e;
-        env_init(&e, 300 + seed, seed % 3 == 0 ? 512 : 4096);
+        struct bte_env e;
+        bte_env_init(&e, 300 + seed, seed % 3 == 0 ? 512 : 4096, 0);
         struct ts_rand r;
         ts_rand_seed(&r, 300 + seed);
         memset(version, 0, sizeof(version));
@@ -530,7 +506,7 @@ Test(btree, a_million_operations_against_the_model)
             }
             if (op % 25000 == 0) { /* a clean reopen, then a full scan */
                 btree_close(e.t);
-                env_open(&e);
+                bte_env_open(&e);
                 model_scan(&e, version, 0, MODEL_KEYS);
             }
         }
@@ -567,7 +543,7 @@ static void snap_check(struct btree_snapshot *s, uint32_t n, uint32_t version)
     cr_assert_eq(seen, n, "the snapshot holds %u keys, saw %u", n, seen);
 }
 
-static void overwrite_all(struct env *e, uint32_t n, uint32_t version)
+static void overwrite_all(struct bte_env *e, uint32_t n, uint32_t version)
 {
     for (uint32_t k = 0; k < n; k++) {
         uint8_t key[12], val[64];
@@ -581,8 +557,8 @@ static void overwrite_all(struct env *e, uint32_t n, uint32_t version)
 
 Test(btree, a_snapshot_sees_its_checkpoint_while_writes_go_on)
 {
-    struct env e;
-    env_init(&e, 400, 512);
+    struct bte_env e;
+    bte_env_init(&e, 400, 512, 0);
     const uint32_t n = 3000;
     overwrite_all(&e, n, 1);
     struct btree_snapshot *s;

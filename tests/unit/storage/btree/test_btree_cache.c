@@ -11,11 +11,11 @@
  *   - a snapshot reads its checkpoint through the shared cache while the tree changes;
  *   - a failed eviction or checkpoint write makes every later call fail.
  * Every loop is seeded (core/util/rand.h) and every failure names its seed. */
+#include "btree_testenv.h"
 #include "core/util/err.h"
 #include "core/util/limits.h"
 #include "core/util/rand.h"
 #include "storage/btree/btree.h"
-#include "storage/btree/btree_check.h"
 #include "storage/btree/page.h"
 #include "storage/disk/disk_sim.h"
 
@@ -23,263 +23,70 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#define KEY_LEN_MAX 48u
-#define KS_MAX 6000u
-/* Overflow values are 5..20 KiB. */
-#define BIG_MIN (5u * 1024u)
-#define BIG_MAX (20u * 1024u)
-#define SMALL_MAX 150u
+/* Keys of 5..10 bytes, some of 1..3 or 11..48; values of up to 150 bytes, or overflow
+ * values (btree_testenv.h). */
+static const struct bte_shape SHAPE = {
+    .key_len_base = 5, .key_len_max = 48, .value_small_max = 150};
 
-/* ------------------------------------------------------------------ the model */
-
-struct mkey {
-    uint8_t len;
-    uint8_t b[KEY_LEN_MAX];
-};
-
-/* The key space, sorted by the tree's order (memcmp, a prefix first), and the version of
- * each key in the tree (0: absent). */
-struct model {
-    struct mkey key[KS_MAX];
-    uint32_t n;
-    uint32_t ver[KS_MAX];
-    uint32_t next_ver;
-    uint32_t big_one_in; /* one value in big_one_in goes to overflow pages */
-};
-
-static int key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
+/* A checkpoint whose user blob is stamp. */
+static void checkpoint(struct bte_env *e, uint64_t stamp)
 {
-    uint32_t n = alen < blen ? alen : blen;
-    int c = n > 0 ? memcmp(a, b, n) : 0;
-    return c != 0 ? c : (alen > blen) - (alen < blen);
+    bte_checkpoint(e, &stamp, sizeof(stamp));
 }
 
-static int mkey_cmp(const void *a, const void *b)
+/* btree_check on the closed file (bte_check_file), with the file's page count. */
+static void check_file(struct bte_env *e, const struct bte_model *m, const uint32_t *ver)
 {
-    const struct mkey *x = a, *y = b;
-    return key_cmp(x->b, x->len, y->b, y->len);
-}
-
-/* Keys over a small alphabet (with 0x00 and 0xff, so order is unsigned), many sharing
- * prefixes and some prefixes of others; sorted and without duplicates. */
-static void model_init(struct model *m, struct ts_rand *r, uint32_t want, uint32_t big_one_in)
-{
-    static const uint8_t alphabet[] = {0x00, 'a', 'b', 'c', 0xff};
-    memset(m, 0, sizeof(*m));
-    cr_assert_leq(want, KS_MAX);
-    for (uint32_t i = 0; i < want; i++) {
-        uint32_t len = 5 + (uint32_t)ts_rand_below(r, 6);
-        if (ts_rand_chance(r, 1, 20)) {
-            len = 1 + (uint32_t)ts_rand_below(r, 3);
-        } else if (ts_rand_chance(r, 1, 10)) {
-            len = 11 + (uint32_t)ts_rand_below(r, KEY_LEN_MAX - 10);
-        }
-        m->key[i].len = (uint8_t)len;
-        for (uint32_t b = 0; b < len; b++) {
-            m->key[i].b[b] = alphabet[ts_rand_below(r, sizeof(alphabet))];
-        }
-    }
-    qsort(m->key, want, sizeof(m->key[0]), mkey_cmp);
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < want; i++) {
-        if (n == 0 || mkey_cmp(&m->key[n - 1], &m->key[i]) != 0) {
-            m->key[n++] = m->key[i];
-        }
-    }
-    m->n = n;
-    m->next_ver = 1;
-    m->big_one_in = big_one_in;
-}
-
-static uint64_t mix(uint64_t x)
-{
-    return ts_rand_splitmix(&x);
-}
-
-static uint32_t value_len(const struct model *m, uint32_t slot, uint32_t ver)
-{
-    uint64_t h = mix((uint64_t)slot << 32 | ver);
-    if (h % m->big_one_in == 0) {
-        return BIG_MIN + (uint32_t)((h >> 20) % (BIG_MAX - BIG_MIN + 1));
-    }
-    return (uint32_t)((h >> 20) % (SMALL_MAX + 1));
-}
-
-static void value_fill(uint32_t slot, uint32_t ver, uint8_t *buf, uint32_t len)
-{
-    uint64_t h = mix(((uint64_t)slot << 32 | ver) ^ 0x5eedull);
-    for (uint32_t i = 0; i < len; i++) {
-        buf[i] = (uint8_t)((h >> (8 * (i % 8))) + i / 8);
-    }
-}
-
-static uint64_t model_bytes(const struct model *m, const uint32_t *ver)
-{
-    uint64_t sum = 0;
-    for (uint32_t i = 0; i < m->n; i++) {
-        sum += ver[i] != 0 ? m->key[i].len + (uint64_t)value_len(m, i, ver[i]) : 0;
-    }
-    return sum;
-}
-
-static uint64_t model_count(const struct model *m, const uint32_t *ver)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < m->n; i++) {
-        n += ver[i] != 0;
-    }
-    return n;
-}
-
-/* ------------------------------------------------------------------ the environment */
-
-struct env {
-    struct disk_sim *sim;
-    struct disk *disk;
-    struct btree *t;
-    uint64_t seed;
-    uint32_t page_bytes;
-    uint64_t cache_bytes;
-};
-
-static void env_open(struct env *e)
-{
-    char err[256] = "";
-    struct btree_config cfg = {
-        .path = "tree", .page_bytes = e->page_bytes, .cache_bytes = e->cache_bytes};
-    int rc = btree_open(&cfg, e->disk, ts_allocator_default(), &e->t, err, sizeof(err));
-    cr_assert_eq(rc, 0, "seed %" PRIu64 ": open: %s %s", e->seed, ts_errname(rc), err);
-}
-
-static void env_init(struct env *e, uint64_t seed, uint32_t page_bytes, uint64_t cache_bytes)
-{
-    *e = (struct env){.seed = seed, .page_bytes = page_bytes, .cache_bytes = cache_bytes};
-    cr_assert_eq(disk_sim_create(seed, ts_allocator_default(), &e->sim), 0);
-    e->disk = disk_sim_disk(e->sim);
-    disk_sim_set_metadata_durable(e->sim, true);
-    env_open(e);
-}
-
-static void env_reopen(struct env *e)
-{
-    btree_close(e->t);
-    env_open(e);
-}
-
-static void env_fini(struct env *e)
-{
-    btree_close(e->t);
-    disk_destroy(e->disk);
-}
-
-static struct btree_stats stats_of(const struct env *e)
-{
-    struct btree_stats st;
-    btree_get_stats(e->t, &st);
-    return st;
-}
-
-static void checkpoint(struct env *e, uint64_t stamp)
-{
-    int rc = btree_checkpoint(e->t, &stamp, sizeof(stamp));
-    cr_assert_eq(rc, 0, "seed %" PRIu64 ": checkpoint %" PRIu64 ": %s", e->seed, stamp,
-                 ts_errname(rc));
-}
-
-/* Runs btree_check on the closed file; the tree is reopened afterwards. The checker's
- * counts must match the model, and the free list it reads from the file must be the one
- * the tree had in memory (the tree is closed right after a checkpoint, with no snapshot
- * open: see free_list_rule below). btree_check itself proves every page is reachable, a
- * page of the chain, or listed, exactly once. */
-static void check_file(struct env *e, const struct model *m, const uint32_t *ver)
-{
-    struct btree_stats st = stats_of(e);
-    btree_close(e->t);
-    struct btree_check_report rep;
-    char err[512] = "";
-    int rc = btree_check("tree", e->disk, ts_allocator_default(), &rep, err, sizeof(err));
-    cr_assert_eq(rc, 0, "seed %" PRIu64 ": btree_check: %s %s", e->seed, ts_errname(rc), err);
-    cr_assert_eq(rep.keys, model_count(m, ver), "seed %" PRIu64 ": btree_check keys", e->seed);
-    cr_assert_eq(rep.key_bytes + rep.value_bytes, model_bytes(m, ver),
-                 "seed %" PRIu64 ": btree_check bytes", e->seed);
-    cr_assert_eq(rep.page_count, st.page_count, "seed %" PRIu64 ": page count", e->seed);
-    cr_assert_eq(rep.free_pages, st.free_pages,
-                 "seed %" PRIu64 ": the chain lists %" PRIu64 " pages, %" PRIu64 " free in memory",
-                 e->seed, rep.free_pages, st.free_pages);
-    cr_assert_eq(rep.freelist_pages, st.freelist_pages, "seed %" PRIu64 ": chain pages", e->seed);
-    env_open(e);
+    bte_check_file(e, m, ver, BTE_CHECK_PAGE_COUNT);
 }
 
 /* ------------------------------------------------------------------ checks */
 
-static uint8_t want_buf[BIG_MAX];
-static uint8_t got_buf[BIG_MAX];
-
-static void put_slot(struct env *e, struct model *m, uint32_t *ver, uint32_t slot)
-{
-    uint32_t v = m->next_ver++;
-    uint32_t len = value_len(m, slot, v);
-    value_fill(slot, v, want_buf, len);
-    int rc = btree_put(e->t, m->key[slot].b, m->key[slot].len, want_buf, len);
-    cr_assert_eq(rc, 0, "seed %" PRIu64 ": put slot %u (%u bytes): %s", e->seed, slot, len,
-                 ts_errname(rc));
-    ver[slot] = v;
-}
-
-static void delete_slot(struct env *e, const struct model *m, uint32_t *ver, uint32_t slot)
-{
-    int rc = btree_delete(e->t, m->key[slot].b, m->key[slot].len);
-    cr_assert_eq(rc, ver[slot] != 0 ? 0 : TS_ENOTFOUND, "seed %" PRIu64 ": delete slot %u: %s",
-                 e->seed, slot, ts_errname(rc));
-    ver[slot] = 0;
-}
-
-static void get_slot(struct env *e, const struct model *m, const uint32_t *ver, uint32_t slot)
+static void get_slot(struct bte_env *e, const struct bte_model *m, const uint32_t *ver,
+                     uint32_t slot)
 {
     uint32_t len = 0;
-    int rc = btree_get(e->t, m->key[slot].b, m->key[slot].len, got_buf, sizeof(got_buf), &len);
+    int rc = btree_get(e->t, m->key[slot].b, m->key[slot].len, e->got, sizeof(e->got), &len);
     if (ver[slot] == 0) {
         cr_assert_eq(rc, TS_ENOTFOUND, "seed %" PRIu64 ": slot %u should be absent: %s", e->seed,
                      slot, ts_errname(rc));
         return;
     }
     cr_assert_eq(rc, 0, "seed %" PRIu64 ": get slot %u: %s", e->seed, slot, ts_errname(rc));
-    uint32_t want = value_len(m, slot, ver[slot]);
-    value_fill(slot, ver[slot], want_buf, want);
+    uint32_t want = bte_value_len(m, slot, ver[slot]);
+    bte_value_fill(slot, ver[slot], e->want, want);
     cr_assert_eq(len, want, "seed %" PRIu64 ": slot %u length", e->seed, slot);
-    cr_assert(memcmp(got_buf, want_buf, len) == 0, "seed %" PRIu64 ": slot %u bytes", e->seed,
-              slot);
+    cr_assert(memcmp(e->got, e->want, len) == 0, "seed %" PRIu64 ": slot %u bytes", e->seed, slot);
 }
 
 /* The cursor is on slot: same key, and (with values) the same value. */
-static void cursor_is(const struct env *e, const struct model *m, const uint32_t *ver,
+static void cursor_is(struct bte_env *e, const struct bte_model *m, const uint32_t *ver,
                       const struct btree_cursor *c, uint32_t slot, bool values, const char *when)
 {
     const uint8_t *k;
     uint32_t klen;
     btree_cursor_key(c, &k, &klen);
-    cr_assert(key_cmp(k, klen, m->key[slot].b, m->key[slot].len) == 0,
+    cr_assert(bte_key_cmp(k, klen, m->key[slot].b, m->key[slot].len) == 0,
               "seed %" PRIu64 " %s: cursor not at slot %u", e->seed, when, slot);
     if (!values) {
         return;
     }
     uint32_t len = 0;
-    int rc = btree_cursor_value(c, got_buf, sizeof(got_buf), &len);
+    int rc = btree_cursor_value(c, e->got, sizeof(e->got), &len);
     cr_assert_eq(rc, 0, "seed %" PRIu64 " %s: value of slot %u: %s", e->seed, when, slot,
                  ts_errname(rc));
-    uint32_t want = value_len(m, slot, ver[slot]);
-    value_fill(slot, ver[slot], want_buf, want);
-    cr_assert(len == want && memcmp(got_buf, want_buf, len) == 0,
+    uint32_t want = bte_value_len(m, slot, ver[slot]);
+    bte_value_fill(slot, ver[slot], e->want, want);
+    cr_assert(len == want && memcmp(e->got, e->want, len) == 0,
               "seed %" PRIu64 " %s: value of slot %u", e->seed, when, slot);
 }
 
 /* Scans from the first key >= slot `from`'s key, forward (up to limit keys), comparing
  * with the model. With reads, a get of a random key runs between steps (a read is no
  * change: the cursor stays valid, though the get may evict its pages). */
-static void scan_forward_reading(struct env *e, const struct model *m, const uint32_t *ver,
+static void scan_forward_reading(struct bte_env *e, const struct bte_model *m, const uint32_t *ver,
                                  uint32_t from, uint32_t limit, struct btree_snapshot *snap,
                                  const char *when, struct ts_rand *reads)
 {
@@ -308,16 +115,17 @@ static void scan_forward_reading(struct env *e, const struct model *m, const uin
     }
 }
 
-static void scan_forward(struct env *e, const struct model *m, const uint32_t *ver, uint32_t from,
-                         uint32_t limit, struct btree_snapshot *snap, const char *when)
+static void scan_forward(struct bte_env *e, const struct bte_model *m, const uint32_t *ver,
+                         uint32_t from, uint32_t limit, struct btree_snapshot *snap,
+                         const char *when)
 {
     scan_forward_reading(e, m, ver, from, limit, snap, when, NULL);
 }
 
 /* From the first key >= slot from's key (or the last key when none), backward; on a
  * snapshot (which has no cursor_last) from must have a key >= it. */
-static void scan_backward(struct env *e, const struct model *m, const uint32_t *ver, uint32_t from,
-                          uint32_t limit, struct btree_snapshot *snap)
+static void scan_backward(struct bte_env *e, const struct bte_model *m, const uint32_t *ver,
+                          uint32_t from, uint32_t limit, struct btree_snapshot *snap)
 {
     struct btree_cursor c;
     uint32_t s = from;
@@ -360,38 +168,34 @@ static void scan_backward(struct env *e, const struct model *m, const uint32_t *
 
 /* The whole tree equals the model: every key and value forward, every key backward,
  * the count and the logical size. */
-static void verify_all(struct env *e, const struct model *m, const uint32_t *ver, const char *when)
+static void verify_all(struct bte_env *e, const struct bte_model *m, const uint32_t *ver,
+                       const char *when)
 {
     scan_forward(e, m, ver, m->n, UINT32_MAX, NULL, when);
-    uint32_t live = (uint32_t)model_count(m, ver);
+    uint32_t live = (uint32_t)bte_range_count(m, ver, 0, m->n);
     scan_backward(e, m, ver, m->n, live, NULL);
-    uint64_t count = 0, bytes = 0;
-    cr_assert_eq(btree_count(e->t, NULL, 0, NULL, 0, &count), 0);
-    cr_assert_eq(count, live, "seed %" PRIu64 " %s: count", e->seed, when);
-    cr_assert_eq(btree_range_bytes(e->t, NULL, 0, NULL, 0, &bytes), 0);
-    cr_assert_eq(bytes, model_bytes(m, ver), "seed %" PRIu64 " %s: bytes", e->seed, when);
-    cr_assert_eq(stats_of(e).tree_bytes, bytes, "seed %" PRIu64 " %s: tree_bytes", e->seed, when);
+    bte_check_totals(e, m, ver, live, when);
 }
 
 /* One random operation (puts and overwrites, deletes, gets, scans both ways). Returns
  * true for a scan: btree.h lets btree_cursor_key read its leaf back one page past the
  * budget (the key view must outlive the call), so a scan may end one page over. */
-static bool random_op(struct env *e, struct model *m, uint32_t *ver, struct ts_rand *r)
+static bool random_op(struct bte_env *e, struct bte_model *m, struct ts_rand *r)
 {
     uint32_t slot = (uint32_t)ts_rand_below(r, m->n);
     uint64_t dice = ts_rand_below(r, 100);
     if (dice < 40) {
-        put_slot(e, m, ver, slot);
+        bte_put_slot(e, m, slot);
     } else if (dice < 55) {
-        delete_slot(e, m, ver, slot);
+        bte_delete_slot(e, m, slot);
     } else if (dice < 92) {
-        get_slot(e, m, ver, slot);
+        get_slot(e, m, m->ver, slot);
     } else if (dice < 96) {
-        scan_forward_reading(e, m, ver, slot, 1 + (uint32_t)ts_rand_below(r, 60), NULL,
+        scan_forward_reading(e, m, m->ver, slot, 1 + (uint32_t)ts_rand_below(r, 60), NULL,
                              "forward scan", ts_rand_chance(r, 1, 2) ? r : NULL);
         return true;
     } else {
-        scan_backward(e, m, ver, slot, 1 + (uint32_t)ts_rand_below(r, 60), NULL);
+        scan_backward(e, m, m->ver, slot, 1 + (uint32_t)ts_rand_below(r, 60), NULL);
         return true;
     }
     return false;
@@ -403,26 +207,26 @@ static bool random_op(struct env *e, struct model *m, uint32_t *ver, struct ts_r
 
 Test(btree_cache, a_tree_many_times_its_cache_matches_the_model)
 {
-    static struct model m;
-    static uint32_t durable[KS_MAX];
+    static struct bte_model m;
+    static uint32_t durable[BTE_KEYS_MAX];
     uint64_t over_budget = 0, over_seed = 0;
     for (uint64_t seed = 1; seed <= 4; seed++) {
-        struct env e;
+        struct bte_env e;
         struct btree_stats sum = {0}; /* the counters of the opens before the current */
-        env_init(&e, seed, 4096, CACHE_SMALL);
+        bte_env_init(&e, seed, 4096, CACHE_SMALL);
         struct ts_rand r;
         ts_rand_seed(&r, seed);
-        model_init(&m, &r, 5000, 20);
+        bte_model_init(&m, &r, 5000, 20, &SHAPE);
         memset(durable, 0, sizeof(durable));
         for (uint32_t i = 0; i < m.n; i++) { /* about 3 000 keys to start with */
             if (ts_rand_chance(&r, 3, 5)) {
-                put_slot(&e, &m, m.ver, i);
+                bte_put_slot(&e, &m, i);
             }
         }
         const uint32_t ops = 6000;
         for (uint32_t op = 1; op <= ops; op++) {
-            bool scan = random_op(&e, &m, m.ver, &r);
-            struct btree_stats st = stats_of(&e);
+            bool scan = random_op(&e, &m, &r);
+            struct btree_stats st = bte_stats(&e);
             uint64_t allowed = st.cache_budget_pages + (scan ? 1 : 0);
             if (st.cached_pages > allowed && over_budget == 0) {
                 over_budget = st.cached_pages - allowed;
@@ -433,27 +237,27 @@ Test(btree_cache, a_tree_many_times_its_cache_matches_the_model)
                 memcpy(durable, m.ver, sizeof(durable));
             }
             if (op % 3000 == 0 || op % 3000 == 1500) {
-                st = stats_of(&e);
+                st = bte_stats(&e);
                 sum.evictions += st.evictions;
                 sum.evicted_dirty += st.evicted_dirty;
                 sum.cache_misses += st.cache_misses;
             }
             if (op % 3000 == 0) { /* a clean reopen from the checkpoint just taken */
-                env_reopen(&e);
+                bte_env_reopen(&e);
                 verify_all(&e, &m, m.ver, "after a reopen");
             } else if (op % 3000 == 1500) {
                 /* Power loss with changes (and evicted dirty pages on disk) since the
                  * checkpoint: the reopened tree is the checkpoint's. */
                 cr_assert_gt(st.evicted_dirty, 0, "seed %" PRIu64 ": no dirty evictions", seed);
                 disk_sim_crash(e.sim, (enum disk_sim_crash_policy)(seed % 4), 100);
-                env_reopen(&e);
+                bte_env_reopen(&e);
                 memcpy(m.ver, durable, sizeof(durable));
                 verify_all(&e, &m, m.ver, "after a crash");
             }
         }
         verify_all(&e, &m, m.ver, "at the end");
         checkpoint(&e, ops + 1);
-        struct btree_stats st = stats_of(&e);
+        struct btree_stats st = bte_stats(&e);
         cr_assert_eq(st.cache_budget_pages, CACHE_SMALL / 4096, "seed %" PRIu64, seed);
         cr_assert_geq(st.tree_bytes, 4 * CACHE_SMALL, "seed %" PRIu64 ": the tree is too small",
                       seed);
@@ -463,7 +267,7 @@ Test(btree_cache, a_tree_many_times_its_cache_matches_the_model)
         cr_assert_gt(sum.cache_misses + st.cache_misses, 0, "seed %" PRIu64 ": no misses", seed);
         check_file(&e, &m, m.ver);
         verify_all(&e, &m, m.ver, "after btree_check");
-        env_fini(&e);
+        bte_env_fini(&e);
     }
     cr_assert_eq(over_budget, 0,
                  "seed %" PRIu64 ": a call returned with %" PRIu64
@@ -476,50 +280,50 @@ Test(btree_cache, a_tree_many_times_its_cache_matches_the_model)
 Test(btree_cache, a_call_that_needs_many_pages_leaves_the_cache_within_budget)
 {
     static uint8_t big[TS_VALUE_BYTES_MAX];
-    struct env e;
-    env_init(&e, 11, 4096, CACHE_SMALL);
+    struct bte_env e;
+    bte_env_init(&e, 11, 4096, CACHE_SMALL);
     for (uint32_t i = 0; i < sizeof(big); i++) {
         big[i] = (uint8_t)(i * 7 + i / 4096);
     }
     cr_assert_eq(btree_put(e.t, "big", 3, big, sizeof(big)), 0);
-    struct btree_stats st = stats_of(&e);
+    struct btree_stats st = bte_stats(&e);
     cr_assert_leq(st.cached_pages, st.cache_budget_pages,
                   "after a 1 MiB put: %" PRIu64 " pages cached, budget %" PRIu64, st.cached_pages,
                   st.cache_budget_pages);
     checkpoint(&e, 1);
-    env_reopen(&e);
+    bte_env_reopen(&e);
     uint32_t len = 0;
     static uint8_t got[TS_VALUE_BYTES_MAX];
     cr_assert_eq(btree_get(e.t, "big", 3, got, sizeof(got), &len), 0);
     cr_assert(len == sizeof(big) && memcmp(got, big, len) == 0);
-    st = stats_of(&e);
+    st = bte_stats(&e);
     cr_assert_leq(st.cached_pages, st.cache_budget_pages,
                   "after a 1 MiB get: %" PRIu64 " pages cached, budget %" PRIu64, st.cached_pages,
                   st.cache_budget_pages);
-    env_fini(&e);
+    bte_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ crashes */
 
 /* Builds the crash test's tree: a first checkpoint ("one"), then changes whose dirty pages
  * a 16-frame cache has partly written to disk already. */
-static void crash_build(struct env *e, struct model *m, uint32_t *before, uint64_t seed)
+static void crash_build(struct bte_env *e, struct bte_model *m, uint32_t *before, uint64_t seed)
 {
     struct ts_rand r;
     ts_rand_seed(&r, seed);
-    env_init(e, seed, 512, 16 * 512);
-    model_init(m, &r, 700, 25);
+    bte_env_init(e, seed, 512, 16 * 512);
+    bte_model_init(m, &r, 700, 25, &SHAPE);
     for (uint32_t op = 0; op < 350; op++) {
         uint32_t slot = (uint32_t)ts_rand_below(&r, m->n);
         if (ts_rand_chance(&r, 1, 5)) {
-            delete_slot(e, m, m->ver, slot);
+            bte_delete_slot(e, m, slot);
         } else {
-            put_slot(e, m, m->ver, slot);
+            bte_put_slot(e, m, slot);
         }
     }
     cr_assert_eq(btree_checkpoint(e->t, "one", 3), 0, "seed %" PRIu64, seed);
     memcpy(before, m->ver, sizeof(m->ver));
-    uint64_t evicted = stats_of(e).evicted_dirty;
+    uint64_t evicted = bte_stats(e).evicted_dirty;
     for (uint32_t op = 0; op < 150; op++) {
         uint32_t slot = (uint32_t)ts_rand_below(&r, m->n);
         if (op == 75) { /* a range of about 60 keys: whole subtrees go */
@@ -534,34 +338,34 @@ static void crash_build(struct env *e, struct model *m, uint32_t *before, uint64
             cr_assert(rc == 0 && deleted == want, "seed %" PRIu64 ": delete_range: %s", seed,
                       ts_errname(rc));
         } else if (ts_rand_chance(&r, 1, 3)) {
-            delete_slot(e, m, m->ver, slot);
+            bte_delete_slot(e, m, slot);
         } else {
-            put_slot(e, m, m->ver, slot);
+            bte_put_slot(e, m, slot);
         }
     }
-    cr_assert_gt(stats_of(e).evicted_dirty, evicted,
+    cr_assert_gt(bte_stats(e).evicted_dirty, evicted,
                  "seed %" PRIu64 ": no dirty page went to disk before the checkpoint", seed);
 }
 
 Test(btree_cache, a_crash_at_any_step_of_a_checkpoint_with_a_tiny_cache)
 {
-    static struct model m;
-    static uint32_t before[KS_MAX];
+    static struct bte_model m;
+    static uint32_t before[BTE_KEYS_MAX];
     uint32_t kept_old = 0, kept_new = 0;
     for (uint64_t seed = 1; seed <= 6; seed++) {
         /* Fail the checkpoint's (step + 1)-th disk operation and every later one, for
          * every step until the checkpoint completes; then lose power. */
         for (uint32_t step = 0;; step++) {
             cr_assert_lt(step, 400, "seed %" PRIu64 ": the checkpoint never completes", seed);
-            struct env e;
+            struct bte_env e;
             crash_build(&e, &m, before, seed);
             disk_sim_fail(e.sim, DISK_SIM_FAULT_ALL, EIO, step, true);
             int rc = btree_checkpoint(e.t, "two", 3);
             disk_sim_fail_clear(e.sim);
             enum disk_sim_crash_policy policy = (enum disk_sim_crash_policy)(step % 4);
             disk_sim_crash(e.sim, policy, 1 + (step * 37) % 511);
-            env_reopen(&e);
-            struct btree_stats st = stats_of(&e);
+            bte_env_reopen(&e);
+            struct btree_stats st = bte_stats(&e);
             char when[96];
             snprintf(when, sizeof(when), "step %u, policy %d, checkpoint %s", step, (int)policy,
                      rc == 0 ? "completed" : "cut short");
@@ -581,7 +385,7 @@ Test(btree_cache, a_crash_at_any_step_of_a_checkpoint_with_a_tiny_cache)
             /* The reopened tree takes new checkpoints and checks sound. */
             checkpoint(&e, 3);
             check_file(&e, &m, ver);
-            env_fini(&e);
+            bte_env_fini(&e);
             if (rc == 0) {
                 break;
             }
@@ -599,7 +403,7 @@ Test(btree_cache, a_crash_at_any_step_of_a_checkpoint_with_a_tiny_cache)
  * chain), so a reopen finds the same free_pages and freelist_pages. The chain has the
  * fewest pages that hold the list, or one more when its last page, taken from the free
  * list, made the list fit exactly: n * capacity >= listed >= (n - 1) * capacity. */
-static void free_list_rule(const struct env *e, const struct btree_stats *st)
+static void free_list_rule(const struct bte_env *e, const struct btree_stats *st)
 {
     uint64_t cap = btp_freelist_capacity(e->page_bytes);
     cr_assert_eq(st->pending_pages, 0, "seed %" PRIu64, e->seed);
@@ -611,7 +415,7 @@ static void free_list_rule(const struct env *e, const struct btree_stats *st)
               st->freelist_pages, st->free_pages);
 }
 
-static void same_free_list(const struct env *e, const struct btree_stats *a,
+static void same_free_list(const struct bte_env *e, const struct btree_stats *a,
                            const struct btree_stats *b, const char *when)
 {
     cr_assert_eq(b->free_pages, a->free_pages,
@@ -625,38 +429,38 @@ static void same_free_list(const struct env *e, const struct btree_stats *a,
 }
 
 /* The stats right after a checkpoint obey the rule; a reopen finds the same free list. */
-static void reopen_finds_the_free_list(struct env *e, const char *when)
+static void reopen_finds_the_free_list(struct bte_env *e, const char *when)
 {
-    struct btree_stats a = stats_of(e);
+    struct btree_stats a = bte_stats(e);
     free_list_rule(e, &a);
-    env_reopen(e);
-    struct btree_stats b = stats_of(e);
+    bte_env_reopen(e);
+    struct btree_stats b = bte_stats(e);
     same_free_list(e, &a, &b, when);
 }
 
 Test(btree_cache, the_free_list_a_checkpoint_writes_is_the_one_a_reopen_finds)
 {
-    static struct model m;
-    static uint32_t durable[KS_MAX];
+    static struct bte_model m;
+    static uint32_t durable[BTE_KEYS_MAX];
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        struct env e;
-        env_init(&e, 40 + seed, seed == 2 ? 512 : 4096, CACHE_SMALL);
+        struct bte_env e;
+        bte_env_init(&e, 40 + seed, seed == 2 ? 512 : 4096, CACHE_SMALL);
         struct ts_rand r;
         ts_rand_seed(&r, 40 + seed);
-        model_init(&m, &r, 3000, 20);
+        bte_model_init(&m, &r, 3000, 20, &SHAPE);
         for (uint32_t i = 0; i < m.n; i++) {
-            put_slot(&e, &m, m.ver, i);
+            bte_put_slot(&e, &m, i);
         }
         checkpoint(&e, 1);
         /* Delete two thirds in random order: their pages are pending, then free. */
         for (uint32_t k = 0; k < m.n; k++) {
             if (k % 3 != 0) {
-                delete_slot(&e, &m, m.ver, (uint32_t)((k * 7919ull) % m.n));
+                bte_delete_slot(&e, &m, (uint32_t)((k * 7919ull) % m.n));
             }
         }
-        cr_assert_gt(stats_of(&e).pending_pages, 0, "seed %" PRIu64, seed);
+        cr_assert_gt(bte_stats(&e).pending_pages, 0, "seed %" PRIu64, seed);
         checkpoint(&e, 2);
-        struct btree_stats a = stats_of(&e);
+        struct btree_stats a = bte_stats(&e);
         cr_assert_gt(a.free_pages, 0, "seed %" PRIu64 ": deletes freed nothing", seed);
         cr_assert_gt(a.freelist_pages, 0, "seed %" PRIu64, seed);
         reopen_finds_the_free_list(&e, "after deletes and a reopen");
@@ -665,18 +469,18 @@ Test(btree_cache, the_free_list_a_checkpoint_writes_is_the_one_a_reopen_finds)
          * bookkeeping: the reopen finds the checkpoint's list again. */
         memcpy(durable, m.ver, sizeof(durable));
         for (uint32_t op = 0; op < 800; op++) {
-            random_op(&e, &m, m.ver, &r);
+            random_op(&e, &m, &r);
         }
-        env_reopen(&e);
+        bte_env_reopen(&e);
         memcpy(m.ver, durable, sizeof(durable));
-        struct btree_stats b = stats_of(&e);
+        struct btree_stats b = bte_stats(&e);
         same_free_list(&e, &a, &b, "after uncheckpointed changes and a reopen");
         /* A snapshot open across a checkpoint holds back the pages it reads; once it
          * closes they are free, exactly as the chain written under it lists them. */
         struct btree_snapshot *snap;
         cr_assert_eq(btree_snapshot_open(e.t, &snap), 0);
         for (uint32_t op = 0; op < 800; op++) {
-            random_op(&e, &m, m.ver, &r);
+            random_op(&e, &m, &r);
         }
         checkpoint(&e, 3);
         btree_snapshot_close(snap);
@@ -684,46 +488,46 @@ Test(btree_cache, the_free_list_a_checkpoint_writes_is_the_one_a_reopen_finds)
         /* Rounds of random changes, each checkpointed and reopened. */
         for (uint32_t round = 0; round < 6; round++) {
             for (uint32_t op = 0; op < 400; op++) {
-                random_op(&e, &m, m.ver, &r);
+                random_op(&e, &m, &r);
             }
             checkpoint(&e, 10 + round);
             reopen_finds_the_free_list(&e, "after a round");
         }
         verify_all(&e, &m, m.ver, "after the rounds");
         check_file(&e, &m, m.ver);
-        env_fini(&e);
+        bte_env_fini(&e);
     }
 }
 
 Test(btree_cache, steady_overwrites_with_checkpoints_and_reopens_stop_growing_the_file)
 {
-    static struct model m;
-    struct env e;
+    static struct bte_model m;
+    struct bte_env e;
     const uint64_t seed = 51;
-    env_init(&e, seed, 4096, CACHE_SMALL);
+    bte_env_init(&e, seed, 4096, CACHE_SMALL);
     struct ts_rand r;
     ts_rand_seed(&r, seed);
-    model_init(&m, &r, 1500, 15);
+    bte_model_init(&m, &r, 1500, 15, &SHAPE);
     /* Every key keeps its value length (so the tree needs the same pages each round);
      * the bytes change with the round. */
-    static uint32_t len_of[KS_MAX];
+    static uint32_t len_of[BTE_KEYS_MAX];
     for (uint32_t i = 0; i < m.n; i++) {
-        len_of[i] = value_len(&m, i, 1);
+        len_of[i] = bte_value_len(&m, i, 1);
     }
     const uint32_t rounds = 24;
     uint64_t pages[24];
     for (uint32_t round = 0; round < rounds; round++) {
         for (uint32_t k = 0; k < m.n; k++) {
             uint32_t slot = (uint32_t)((k * 7919ull + round * 131ull) % m.n);
-            value_fill(slot, round + 1, want_buf, len_of[slot]);
-            int rc = btree_put(e.t, m.key[slot].b, m.key[slot].len, want_buf, len_of[slot]);
+            bte_value_fill(slot, round + 1, e.want, len_of[slot]);
+            int rc = btree_put(e.t, m.key[slot].b, m.key[slot].len, e.want, len_of[slot]);
             cr_assert_eq(rc, 0, "seed %" PRIu64 " round %u: put: %s", seed, round, ts_errname(rc));
         }
         checkpoint(&e, round);
-        pages[round] = stats_of(&e).page_count;
+        pages[round] = bte_stats(&e).page_count;
         if (round % 3 == 2) {
-            env_reopen(&e);
-            cr_assert_eq(stats_of(&e).page_count, pages[round], "seed %" PRIu64, seed);
+            bte_env_reopen(&e);
+            cr_assert_eq(bte_stats(&e).page_count, pages[round], "seed %" PRIu64, seed);
         }
     }
     for (uint32_t round = rounds / 2; round < rounds; round++) {
@@ -735,21 +539,21 @@ Test(btree_cache, steady_overwrites_with_checkpoints_and_reopens_stop_growing_th
     /* Every key holds the last round's bytes. */
     for (uint32_t slot = 0; slot < m.n; slot++) {
         uint32_t len = 0;
-        int rc = btree_get(e.t, m.key[slot].b, m.key[slot].len, got_buf, sizeof(got_buf), &len);
-        value_fill(slot, rounds, want_buf, len_of[slot]);
-        cr_assert(rc == 0 && len == len_of[slot] && memcmp(got_buf, want_buf, len) == 0,
+        int rc = btree_get(e.t, m.key[slot].b, m.key[slot].len, e.got, sizeof(e.got), &len);
+        bte_value_fill(slot, rounds, e.want, len_of[slot]);
+        cr_assert(rc == 0 && len == len_of[slot] && memcmp(e.got, e.want, len) == 0,
                   "seed %" PRIu64 ": slot %u", seed, slot);
         m.ver[slot] = 1; /* for check_file's byte count: version 1 has the same length */
     }
     check_file(&e, &m, m.ver);
-    env_fini(&e);
+    bte_env_fini(&e);
 }
 
 /* ------------------------------------------------------------------ snapshots */
 
 /* Moves a long-lived snapshot cursor `steps` keys on (from the start when *slot is past
  * the end), checking each key and value against the snapshot's model. */
-static void walk_snapshot(struct env *e, const struct model *m, const uint32_t *ver,
+static void walk_snapshot(struct bte_env *e, const struct bte_model *m, const uint32_t *ver,
                           struct btree_snapshot *snap, struct btree_cursor *c, uint32_t *slot,
                           uint32_t steps)
 {
@@ -773,7 +577,7 @@ static void walk_snapshot(struct env *e, const struct model *m, const uint32_t *
     }
 }
 
-static uint32_t last_live(const struct model *m, const uint32_t *ver)
+static uint32_t last_live(const struct bte_model *m, const uint32_t *ver)
 {
     uint32_t s = m->n;
     while (s > 0 && ver[s - 1] == 0) {
@@ -785,17 +589,17 @@ static uint32_t last_live(const struct model *m, const uint32_t *ver)
 
 /* Overwrites or deletes about half of the keys (and puts some new ones), reading the
  * snapshot (at ver) in between: short scans, and the long-lived cursor's walk. */
-static void snapshot_round(struct env *e, struct model *m, struct ts_rand *r, uint32_t round,
-                           struct btree_snapshot *snap, const uint32_t *ver,
+static void snapshot_round(struct bte_env *e, struct bte_model *m, struct ts_rand *r,
+                           uint32_t round, struct btree_snapshot *snap, const uint32_t *ver,
                            struct btree_cursor *walker, uint32_t *walk_slot)
 {
     for (uint32_t k = 0; k < m->n; k++) {
         uint32_t slot = (uint32_t)((k * 7919ull + round) % m->n);
         uint64_t dice = ts_rand_below(r, 6);
         if (dice < 2) {
-            put_slot(e, m, m->ver, slot);
+            bte_put_slot(e, m, slot);
         } else if (dice == 2 && m->ver[slot] != 0) {
-            delete_slot(e, m, m->ver, slot);
+            bte_delete_slot(e, m, slot);
         }
         if (k % 500 == 0) {
             scan_forward(e, m, ver, (uint32_t)ts_rand_below(r, m->n), 50, snap,
@@ -809,17 +613,17 @@ static void snapshot_round(struct env *e, struct model *m, struct ts_rand *r, ui
 
 Test(btree_cache, a_snapshot_reads_its_checkpoint_through_a_tiny_shared_cache)
 {
-    static struct model m;
-    static uint32_t old1[KS_MAX], old2[KS_MAX];
+    static struct bte_model m;
+    static uint32_t old1[BTE_KEYS_MAX], old2[BTE_KEYS_MAX];
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        struct env e;
-        env_init(&e, 60 + seed, seed == 2 ? 4096 : 512, seed == 2 ? CACHE_SMALL : 16 * 512);
+        struct bte_env e;
+        bte_env_init(&e, 60 + seed, seed == 2 ? 4096 : 512, seed == 2 ? CACHE_SMALL : 16 * 512);
         struct ts_rand r;
         ts_rand_seed(&r, 60 + seed);
-        model_init(&m, &r, 2500, 25);
+        bte_model_init(&m, &r, 2500, 25, &SHAPE);
         for (uint32_t i = 0; i < m.n; i++) {
             if (ts_rand_chance(&r, 2, 3)) {
-                put_slot(&e, &m, m.ver, i);
+                bte_put_slot(&e, &m, i);
             }
         }
         checkpoint(&e, 1);
@@ -847,7 +651,7 @@ Test(btree_cache, a_snapshot_reads_its_checkpoint_through_a_tiny_shared_cache)
             }
         }
         verify_all(&e, &m, m.ver, "the live tree beside snapshots");
-        struct btree_stats st = stats_of(&e);
+        struct btree_stats st = bte_stats(&e);
         cr_assert_gt(st.evictions, 0, "seed %" PRIu64, seed);
         cr_assert_gt(st.evicted_dirty, 0, "seed %" PRIu64, seed);
         btree_snapshot_close(s1);
@@ -857,20 +661,20 @@ Test(btree_cache, a_snapshot_reads_its_checkpoint_through_a_tiny_shared_cache)
         for (uint32_t round = 0; round < 6; round++) {
             for (uint32_t k = 0; k < m.n; k++) {
                 if (m.ver[k] != 0) {
-                    put_slot(&e, &m, m.ver, k);
+                    bte_put_slot(&e, &m, k);
                 }
             }
             checkpoint(&e, 100 + round);
             if (round == 2) {
-                settled = stats_of(&e).page_count;
+                settled = bte_stats(&e).page_count;
             }
         }
-        cr_assert_leq(stats_of(&e).page_count, settled,
+        cr_assert_leq(bte_stats(&e).page_count, settled,
                       "seed %" PRIu64 ": the snapshots' pages are not reused", seed);
-        env_reopen(&e);
+        bte_env_reopen(&e);
         verify_all(&e, &m, m.ver, "after the snapshots and a reopen");
         check_file(&e, &m, m.ver);
-        env_fini(&e);
+        bte_env_fini(&e);
     }
 }
 
@@ -878,7 +682,7 @@ Test(btree_cache, a_snapshot_reads_its_checkpoint_through_a_tiny_shared_cache)
 
 /* After a failed write, every call fails with err, and keeps failing once the disk is
  * fine again. */
-static void expect_sticky(struct env *e, const struct model *m, int err, const char *when)
+static void expect_sticky(struct bte_env *e, const struct bte_model *m, int err, const char *when)
 {
     uint8_t key[TS_KEY_BYTES_MAX];
     uint32_t len;
@@ -888,7 +692,7 @@ static void expect_sticky(struct env *e, const struct model *m, int err, const c
     const uint8_t *k0 = m->key[0].b;
     uint32_t k0_len = m->key[0].len;
     for (int round = 0; round < 2; round++) {
-        cr_assert_eq(btree_get(e->t, k0, k0_len, got_buf, sizeof(got_buf), &len), err,
+        cr_assert_eq(btree_get(e->t, k0, k0_len, e->got, sizeof(e->got), &len), err,
                      "seed %" PRIu64 " %s: get", e->seed, when);
         cr_assert_eq(btree_put(e->t, k0, k0_len, "v", 1), err, "seed %" PRIu64 " %s: put", e->seed,
                      when);
@@ -913,13 +717,14 @@ static void expect_sticky(struct env *e, const struct model *m, int err, const c
 }
 
 /* Reopens after a sticky error: the tree is the last checkpoint's, and works. */
-static void recover(struct env *e, struct model *m, const uint32_t *durable, const char *when)
+static void recover(struct bte_env *e, struct bte_model *m, const uint32_t *durable,
+                    const char *when)
 {
-    env_reopen(e);
+    bte_env_reopen(e);
     memcpy(m->ver, durable, sizeof(m->ver));
     verify_all(e, m, m->ver, when);
     for (uint32_t i = 0; i < 50; i++) {
-        put_slot(e, m, m->ver, i);
+        bte_put_slot(e, m, i);
     }
     checkpoint(e, 99);
     verify_all(e, m, m->ver, when);
@@ -927,14 +732,14 @@ static void recover(struct env *e, struct model *m, const uint32_t *durable, con
 }
 
 /* Puts until a call fails (a write the disk refuses); returns its error. */
-static int put_until_error(struct env *e, struct model *m, struct ts_rand *r)
+static int put_until_error(struct bte_env *e, struct bte_model *m, struct ts_rand *r)
 {
     for (uint32_t op = 0; op < 5000; op++) {
         uint32_t slot = (uint32_t)ts_rand_below(r, m->n);
         uint32_t v = m->next_ver++;
-        uint32_t len = value_len(m, slot, v);
-        value_fill(slot, v, want_buf, len);
-        int rc = btree_put(e->t, m->key[slot].b, m->key[slot].len, want_buf, len);
+        uint32_t len = bte_value_len(m, slot, v);
+        bte_value_fill(slot, v, e->want, len);
+        int rc = btree_put(e->t, m->key[slot].b, m->key[slot].len, e->want, len);
         if (rc != 0) {
             return rc;
         }
@@ -945,37 +750,37 @@ static int put_until_error(struct env *e, struct model *m, struct ts_rand *r)
 
 Test(btree_cache, a_failed_eviction_write_is_sticky)
 {
-    static struct model m;
-    static uint32_t durable[KS_MAX];
+    static struct bte_model m;
+    static uint32_t durable[BTE_KEYS_MAX];
     for (uint64_t seed = 1; seed <= 2; seed++) {
-        struct env e;
-        env_init(&e, 70 + seed, 4096, CACHE_SMALL);
+        struct bte_env e;
+        bte_env_init(&e, 70 + seed, 4096, CACHE_SMALL);
         struct ts_rand r;
         ts_rand_seed(&r, 70 + seed);
-        model_init(&m, &r, 3000, 20);
+        bte_model_init(&m, &r, 3000, 20, &SHAPE);
         for (uint32_t i = 0; i < m.n; i += 2) {
-            put_slot(&e, &m, m.ver, i);
+            bte_put_slot(&e, &m, i);
         }
         checkpoint(&e, 1);
         memcpy(durable, m.ver, sizeof(durable));
         /* Only eviction writes between checkpoints: the first one fails, once. */
-        uint64_t evicted = stats_of(&e).evicted_dirty;
+        uint64_t evicted = bte_stats(&e).evicted_dirty;
         int err = seed == 1 ? EIO : ENOSPC;
         disk_sim_fail(e.sim, DISK_SIM_FAULT_WRITE, err, 0, false);
         int rc = put_until_error(&e, &m, &r);
         cr_assert_eq(rc, -err, "seed %" PRIu64 ": the failed eviction returned %s", seed,
                      ts_errname(rc));
-        cr_assert_gt(stats_of(&e).evicted_dirty, evicted, "seed %" PRIu64, seed);
+        cr_assert_gt(bte_stats(&e).evicted_dirty, evicted, "seed %" PRIu64, seed);
         expect_sticky(&e, &m, -err, "after a failed eviction");
         recover(&e, &m, durable, "after a failed eviction");
-        env_fini(&e);
+        bte_env_fini(&e);
     }
 }
 
 Test(btree_cache, a_failed_checkpoint_is_sticky)
 {
-    static struct model m;
-    static uint32_t durable[KS_MAX];
+    static struct bte_model m;
+    static uint32_t durable[BTE_KEYS_MAX];
     /* Kinds and positions: the first page write, a later page write, the fdatasync of
      * the pages, and the meta page's write-and-sync. */
     const struct {
@@ -988,29 +793,29 @@ Test(btree_cache, a_failed_checkpoint_is_sticky)
         {DISK_SIM_FAULT_SYNC, 1},
     };
     for (uint64_t f = 0; f < sizeof(faults) / sizeof(faults[0]); f++) {
-        struct env e;
+        struct bte_env e;
         uint64_t seed = 80 + f;
-        env_init(&e, seed, 4096, 0); /* the default cache: no evictions */
+        bte_env_init(&e, seed, 4096, 0); /* the default cache: no evictions */
         struct ts_rand r;
         ts_rand_seed(&r, seed);
-        model_init(&m, &r, 2000, 20);
+        bte_model_init(&m, &r, 2000, 20, &SHAPE);
         for (uint32_t i = 0; i < m.n; i += 2) {
-            put_slot(&e, &m, m.ver, i);
+            bte_put_slot(&e, &m, i);
         }
         checkpoint(&e, 1);
         memcpy(durable, m.ver, sizeof(durable));
         for (uint32_t op = 0; op < 1500; op++) {
-            random_op(&e, &m, m.ver, &r);
+            random_op(&e, &m, &r);
         }
-        cr_assert_eq(stats_of(&e).evicted_dirty, 0, "seed %" PRIu64, seed);
+        cr_assert_eq(bte_stats(&e).evicted_dirty, 0, "seed %" PRIu64, seed);
         disk_sim_fail(e.sim, faults[f].kinds, EIO, faults[f].after, false);
         int rc = btree_checkpoint(e.t, NULL, 0);
         cr_assert_eq(rc, -EIO, "seed %" PRIu64 ": checkpoint returned %s", seed, ts_errname(rc));
         expect_sticky(&e, &m, -EIO, "after a failed checkpoint");
         /* A failed meta sync may leave the new meta page written: then the reopen finds
          * the new checkpoint, complete. Otherwise the previous one. */
-        env_reopen(&e);
-        uint64_t id = stats_of(&e).checkpoint_id;
+        bte_env_reopen(&e);
+        uint64_t id = bte_stats(&e).checkpoint_id;
         cr_assert(id == 1 ||
                       (id == 2 && faults[f].kinds == DISK_SIM_FAULT_SYNC && faults[f].after == 1),
                   "seed %" PRIu64 ": reopened checkpoint %" PRIu64, seed, id);
@@ -1018,6 +823,6 @@ Test(btree_cache, a_failed_checkpoint_is_sticky)
             memcpy(durable, m.ver, sizeof(durable));
         }
         recover(&e, &m, durable, "after a failed checkpoint");
-        env_fini(&e);
+        bte_env_fini(&e);
     }
 }

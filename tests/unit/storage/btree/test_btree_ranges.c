@@ -8,6 +8,7 @@
  *   - btree_middle_key is exactly the key btree.h's contract names;
  *   - deleting most keys merges pages and lowers the tree; deleting all empties it.
  * Every loop is seeded (core/util/rand.h) and every failure names its seed. */
+#include "btree_testenv.h"
 #include "core/util/err.h"
 #include "core/util/limits.h"
 #include "core/util/rand.h"
@@ -20,116 +21,24 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define KEY_LEN_MAX 40u
-#define KS_MAX 4000u
-#define BIG_MIN (5u * 1024u)
-#define BIG_MAX (20u * 1024u)
-#define SMALL_MAX 120u
+
+/* Keys of 4..9 bytes, some of 1..3 or 10..40; values of up to 120 bytes, or overflow
+ * values (btree_testenv.h). */
+static const struct bte_shape SHAPE = {
+    .key_len_base = 4, .key_len_max = KEY_LEN_MAX, .value_small_max = 120};
 
 /* ------------------------------------------------------------------ the model */
 
-struct mkey {
-    uint8_t len;
-    uint8_t b[KEY_LEN_MAX];
-};
-
-/* The key space, sorted by the tree's order, and the version of each key in the tree
- * (0: absent). */
-struct model {
-    struct mkey key[KS_MAX];
-    uint32_t n;
-    uint32_t ver[KS_MAX];
-    uint32_t next_ver;
-    uint32_t big_one_in; /* one value in big_one_in goes to overflow pages (0: none) */
-};
-
-static int key_cmp(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen)
-{
-    uint32_t n = alen < blen ? alen : blen;
-    int c = n > 0 ? memcmp(a, b, n) : 0;
-    return c != 0 ? c : (alen > blen) - (alen < blen);
-}
-
-static int mkey_cmp(const void *a, const void *b)
-{
-    const struct mkey *x = a, *y = b;
-    return key_cmp(x->b, x->len, y->b, y->len);
-}
-
-static const uint8_t alphabet[] = {0x00, 'a', 'b', 'c', 0xff};
-
-static uint32_t random_key(struct ts_rand *r, uint8_t *out)
-{
-    uint32_t len = 4 + (uint32_t)ts_rand_below(r, 6);
-    if (ts_rand_chance(r, 1, 20)) {
-        len = 1 + (uint32_t)ts_rand_below(r, 3);
-    } else if (ts_rand_chance(r, 1, 10)) {
-        len = 10 + (uint32_t)ts_rand_below(r, KEY_LEN_MAX - 9);
-    }
-    for (uint32_t b = 0; b < len; b++) {
-        out[b] = alphabet[ts_rand_below(r, sizeof(alphabet))];
-    }
-    return len;
-}
-
-/* Keys over a small alphabet (0x00 and 0xff included): shared prefixes, keys that are
- * prefixes of others; sorted, without duplicates. */
-static void model_init(struct model *m, struct ts_rand *r, uint32_t want, uint32_t big_one_in)
-{
-    memset(m, 0, sizeof(*m));
-    cr_assert_leq(want, KS_MAX);
-    for (uint32_t i = 0; i < want; i++) {
-        m->key[i].len = (uint8_t)random_key(r, m->key[i].b);
-    }
-    qsort(m->key, want, sizeof(m->key[0]), mkey_cmp);
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < want; i++) {
-        if (n == 0 || mkey_cmp(&m->key[n - 1], &m->key[i]) != 0) {
-            m->key[n++] = m->key[i];
-        }
-    }
-    m->n = n;
-    m->next_ver = 1;
-    m->big_one_in = big_one_in;
-}
-
-static uint64_t mix(uint64_t x)
-{
-    return ts_rand_splitmix(&x);
-}
-
-static uint32_t value_len(const struct model *m, uint32_t slot, uint32_t ver)
-{
-    uint64_t h = mix((uint64_t)slot << 32 | ver);
-    if (m->big_one_in != 0 && h % m->big_one_in == 0) {
-        return BIG_MIN + (uint32_t)((h >> 20) % (BIG_MAX - BIG_MIN + 1));
-    }
-    return (uint32_t)((h >> 20) % (SMALL_MAX + 1));
-}
-
-static void value_fill(uint32_t slot, uint32_t ver, uint8_t *buf, uint32_t len)
-{
-    uint64_t h = mix(((uint64_t)slot << 32 | ver) ^ 0x5eedull);
-    for (uint32_t i = 0; i < len; i++) {
-        buf[i] = (uint8_t)((h >> (8 * (i % 8))) + i / 8);
-    }
-}
-
-static uint64_t slot_bytes(const struct model *m, uint32_t slot)
-{
-    return m->ver[slot] != 0 ? m->key[slot].len + (uint64_t)value_len(m, slot, m->ver[slot]) : 0;
-}
-
 /* The first slot whose key is >= key. */
-static uint32_t lower_bound(const struct model *m, const uint8_t *key, uint32_t len)
+static uint32_t lower_bound(const struct bte_model *m, const uint8_t *key, uint32_t len)
 {
     uint32_t lo = 0, hi = m->n;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (key_cmp(m->key[mid].b, m->key[mid].len, key, len) < 0) {
+        if (bte_key_cmp(m->key[mid].b, m->key[mid].len, key, len) < 0) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -146,9 +55,9 @@ struct bound {
 
 /* Bounds of every kind: open, an existing key, just above one (key + 0x00), a key with
  * its last byte raised (between keys), a prefix of a key, or a random string. */
-static void bound_make(struct ts_rand *r, const struct model *m, struct bound *out)
+static void bound_make(struct ts_rand *r, const struct bte_model *m, struct bound *out)
 {
-    const struct mkey *k = &m->key[ts_rand_below(r, m->n)];
+    const struct bte_key *k = &m->key[ts_rand_below(r, m->n)];
     uint64_t kind = ts_rand_below(r, 12);
     memcpy(out->b, k->b, k->len);
     out->len = k->len;
@@ -163,12 +72,12 @@ static void bound_make(struct ts_rand *r, const struct model *m, struct bound *o
     } else if (kind == 8 && out->len > 1) {
         out->len = 1 + (uint32_t)ts_rand_below(r, out->len - 1);
     } else if (kind >= 9) {
-        out->len = random_key(r, out->b);
+        out->len = bte_random_key(&m->shape, r, out->b);
     }
 }
 
 /* The slots of [lo, hi) are [*a, *b). */
-static void model_range(const struct model *m, const struct bound *lo, const struct bound *hi,
+static void model_range(const struct bte_model *m, const struct bound *lo, const struct bound *hi,
                         uint32_t *a, uint32_t *b)
 {
     *a = lo->len > 0 ? lower_bound(m, lo->b, lo->len) : 0;
@@ -178,160 +87,43 @@ static void model_range(const struct model *m, const struct bound *lo, const str
     }
 }
 
-static uint64_t model_range_bytes(const struct model *m, uint32_t a, uint32_t b)
-{
-    uint64_t sum = 0;
-    for (uint32_t s = a; s < b; s++) {
-        sum += slot_bytes(m, s);
-    }
-    return sum;
-}
-
-static uint64_t model_range_count(const struct model *m, uint32_t a, uint32_t b)
-{
-    uint64_t n = 0;
-    for (uint32_t s = a; s < b; s++) {
-        n += m->ver[s] != 0;
-    }
-    return n;
-}
-
 /* ------------------------------------------------------------------ the environment */
 
-struct env {
-    struct disk_sim *sim;
-    struct disk *disk;
-    struct btree *t;
-    uint64_t seed;
-    uint32_t page_bytes;
-    uint64_t cache_bytes;
-};
-
-static void env_open(struct env *e)
+static void checkpoint(struct bte_env *e)
 {
-    char err[256] = "";
-    struct btree_config cfg = {
-        .path = "tree", .page_bytes = e->page_bytes, .cache_bytes = e->cache_bytes};
-    int rc = btree_open(&cfg, e->disk, ts_allocator_default(), &e->t, err, sizeof(err));
-    cr_assert_eq(rc, 0, "seed %" PRIu64 ": open: %s %s", e->seed, ts_errname(rc), err);
+    bte_checkpoint(e, NULL, 0);
 }
 
-static void env_init(struct env *e, uint64_t seed, uint32_t page_bytes, uint64_t cache_bytes)
+/* btree_check on the closed file (bte_check_file), with the overflow pages: a dropped
+ * value's chain is freed, and a page delete_range forgot to free is reported as leaked. */
+static void check_file(struct bte_env *e, const struct bte_model *m)
 {
-    *e = (struct env){.seed = seed, .page_bytes = page_bytes, .cache_bytes = cache_bytes};
-    cr_assert_eq(disk_sim_create(seed, ts_allocator_default(), &e->sim), 0);
-    e->disk = disk_sim_disk(e->sim);
-    disk_sim_set_metadata_durable(e->sim, true);
-    env_open(e);
-}
-
-static void env_reopen(struct env *e)
-{
-    btree_close(e->t);
-    env_open(e);
-}
-
-static void env_fini(struct env *e)
-{
-    btree_close(e->t);
-    disk_destroy(e->disk);
-}
-
-static struct btree_stats stats_of(const struct env *e)
-{
-    struct btree_stats st;
-    btree_get_stats(e->t, &st);
-    return st;
-}
-
-static void checkpoint(struct env *e)
-{
-    int rc = btree_checkpoint(e->t, NULL, 0);
-    cr_assert_eq(rc, 0, "seed %" PRIu64 ": checkpoint: %s", e->seed, ts_errname(rc));
+    bte_check_file(e, m, m->ver, BTE_CHECK_OVERFLOW_PAGES);
 }
 
 /* Pages the tree uses now (after a checkpoint: no pending pages). */
-static uint64_t pages_in_use(const struct env *e)
+static uint64_t pages_in_use(const struct bte_env *e)
 {
-    struct btree_stats st = stats_of(e);
+    struct btree_stats st = bte_stats(e);
     return st.page_count - BTP_FIRST_TREE_PAGE - st.free_pages - st.pending_pages -
            st.freelist_pages;
 }
 
-/* The overflow pages the model's values need. */
-static uint64_t model_overflow_pages(const struct env *e, const struct model *m)
-{
-    uint64_t pages = 0, cap = btp_overflow_capacity(e->page_bytes);
-    for (uint32_t s = 0; s < m->n; s++) {
-        uint32_t len = m->ver[s] != 0 ? value_len(m, s, m->ver[s]) : 0;
-        if (m->ver[s] != 0 && !btp_leaf_value_inline(e->page_bytes, m->key[s].len, len)) {
-            pages += (len + cap - 1) / cap;
-        }
-    }
-    return pages;
-}
-
-/* Runs btree_check on the closed file (the tree reopens afterwards): its counts equal
- * the model's (overflow pages included: a dropped value's chain is freed), and the free
- * list it reads is the tree's (the tree was just checkpointed, with no snapshot open).
- * btree_check itself proves that every page is reachable, a page of the chain, or listed,
- * exactly once: a page delete_range forgot to free is reported as leaked. */
-static void check_file(struct env *e, const struct model *m, struct btree_check_report *rep)
-{
-    struct btree_stats st = stats_of(e);
-    btree_close(e->t);
-    char err[512] = "";
-    int rc = btree_check("tree", e->disk, ts_allocator_default(), rep, err, sizeof(err));
-    cr_assert_eq(rc, 0, "seed %" PRIu64 ": btree_check: %s %s", e->seed, ts_errname(rc), err);
-    cr_assert_eq(rep->keys, model_range_count(m, 0, m->n), "seed %" PRIu64 ": keys", e->seed);
-    cr_assert_eq(rep->key_bytes + rep->value_bytes, model_range_bytes(m, 0, m->n),
-                 "seed %" PRIu64 ": bytes", e->seed);
-    cr_assert_eq(rep->overflow_pages, model_overflow_pages(e, m),
-                 "seed %" PRIu64 ": overflow pages", e->seed);
-    cr_assert_eq(rep->free_pages, st.free_pages,
-                 "seed %" PRIu64 ": the chain lists %" PRIu64 " pages, %" PRIu64 " free in memory",
-                 e->seed, rep->free_pages, st.free_pages);
-    cr_assert_eq(rep->freelist_pages, st.freelist_pages, "seed %" PRIu64 ": chain pages", e->seed);
-    env_open(e);
-}
-
 /* ------------------------------------------------------------------ checks */
 
-static uint8_t want_buf[BIG_MAX];
-static uint8_t got_buf[BIG_MAX];
-
-static void put_slot(struct env *e, struct model *m, uint32_t slot)
-{
-    uint32_t v = m->next_ver++;
-    uint32_t len = value_len(m, slot, v);
-    value_fill(slot, v, want_buf, len);
-    int rc = btree_put(e->t, m->key[slot].b, m->key[slot].len, want_buf, len);
-    cr_assert_eq(rc, 0, "seed %" PRIu64 ": put slot %u (%u bytes): %s", e->seed, slot, len,
-                 ts_errname(rc));
-    m->ver[slot] = v;
-}
-
-static void delete_slot(struct env *e, struct model *m, uint32_t slot)
-{
-    int rc = btree_delete(e->t, m->key[slot].b, m->key[slot].len);
-    cr_assert_eq(rc, m->ver[slot] != 0 ? 0 : TS_ENOTFOUND, "seed %" PRIu64 ": delete slot %u: %s",
-                 e->seed, slot, ts_errname(rc));
-    m->ver[slot] = 0;
-}
-
-static void random_change(struct env *e, struct model *m, struct ts_rand *r)
+static void random_change(struct bte_env *e, struct bte_model *m, struct ts_rand *r)
 {
     uint32_t slot = (uint32_t)ts_rand_below(r, m->n);
     if (ts_rand_chance(r, 1, 3)) {
-        delete_slot(e, m, slot);
+        bte_delete_slot(e, m, slot);
     } else {
-        put_slot(e, m, slot);
+        bte_put_slot(e, m, slot);
     }
 }
 
 /* The tree equals the model: every key and value forward, the keys backward, the count
  * and the size. */
-static void verify_all(struct env *e, const struct model *m, const char *when)
+static void verify_all(struct bte_env *e, const struct bte_model *m, const char *when)
 {
     struct btree_cursor c;
     int rc = btree_cursor_seek(&c, e->t, NULL, 0);
@@ -346,12 +138,12 @@ static void verify_all(struct env *e, const struct model *m, const char *when)
         const uint8_t *k;
         uint32_t klen, len = 0;
         btree_cursor_key(&c, &k, &klen);
-        cr_assert(key_cmp(k, klen, m->key[s].b, m->key[s].len) == 0,
+        cr_assert(bte_key_cmp(k, klen, m->key[s].b, m->key[s].len) == 0,
                   "seed %" PRIu64 " %s: the scan is not at slot %u", e->seed, when, s);
-        rc = btree_cursor_value(&c, got_buf, sizeof(got_buf), &len);
-        uint32_t want = value_len(m, s, m->ver[s]);
-        value_fill(s, m->ver[s], want_buf, want);
-        cr_assert(rc == 0 && len == want && memcmp(got_buf, want_buf, len) == 0,
+        rc = btree_cursor_value(&c, e->got, sizeof(e->got), &len);
+        uint32_t want = bte_value_len(m, s, m->ver[s]);
+        bte_value_fill(s, m->ver[s], e->want, want);
+        cr_assert(rc == 0 && len == want && memcmp(e->got, e->want, len) == 0,
                   "seed %" PRIu64 " %s: value of slot %u", e->seed, when, s);
         rc = btree_cursor_next(&c);
     }
@@ -367,25 +159,20 @@ static void verify_all(struct env *e, const struct model *m, const char *when)
         const uint8_t *k;
         uint32_t klen;
         btree_cursor_key(&c, &k, &klen);
-        cr_assert(key_cmp(k, klen, m->key[s].b, m->key[s].len) == 0,
+        cr_assert(bte_key_cmp(k, klen, m->key[s].b, m->key[s].len) == 0,
                   "seed %" PRIu64 " %s: the backward scan is not at slot %u", e->seed, when, s);
     }
     cr_assert_eq(rc, TS_ENOTFOUND, "seed %" PRIu64 " %s", e->seed, when);
-    cr_assert_eq(model_range_count(m, 0, s), 0,
+    cr_assert_eq(bte_range_count(m, m->ver, 0, s), 0,
                  "seed %" PRIu64 " %s: the backward scan stops early", e->seed, when);
-    uint64_t count = 0, bytes = 0;
-    cr_assert_eq(btree_count(e->t, NULL, 0, NULL, 0, &count), 0);
-    cr_assert_eq(count, live, "seed %" PRIu64 " %s: count", e->seed, when);
-    cr_assert_eq(btree_range_bytes(e->t, NULL, 0, NULL, 0, &bytes), 0);
-    cr_assert_eq(bytes, model_range_bytes(m, 0, m->n), "seed %" PRIu64 " %s: bytes", e->seed, when);
-    cr_assert_eq(stats_of(e).tree_bytes, bytes, "seed %" PRIu64 " %s: tree_bytes", e->seed, when);
+    bte_check_totals(e, m, m->ver, live, when);
     if (live == 0) {
-        cr_assert_eq(stats_of(e).height, 0, "seed %" PRIu64 " %s: an empty tree has height 0",
+        cr_assert_eq(bte_stats(e).height, 0, "seed %" PRIu64 " %s: an empty tree has height 0",
                      e->seed, when);
     }
 }
 
-static void range_bytes_is(struct env *e, const struct model *m, const struct bound *lo,
+static void range_bytes_is(struct bte_env *e, const struct bte_model *m, const struct bound *lo,
                            const struct bound *hi, const char *when)
 {
     uint32_t a, b;
@@ -393,23 +180,23 @@ static void range_bytes_is(struct env *e, const struct model *m, const struct bo
     uint64_t bytes = UINT64_MAX;
     int rc = btree_range_bytes(e->t, lo->b, lo->len, hi->b, hi->len, &bytes);
     cr_assert_eq(rc, 0, "seed %" PRIu64 " %s: range_bytes: %s", e->seed, when, ts_errname(rc));
-    cr_assert_eq(bytes, model_range_bytes(m, a, b),
+    cr_assert_eq(bytes, bte_range_bytes(m, m->ver, a, b),
                  "seed %" PRIu64 " %s: range_bytes over slots [%u, %u) (bound lengths %u, %u)",
                  e->seed, when, a, b, lo->len, hi->len);
     uint64_t count = UINT64_MAX;
     rc = btree_count(e->t, lo->b, lo->len, hi->b, hi->len, &count);
     cr_assert_eq(rc, 0, "seed %" PRIu64 " %s: count: %s", e->seed, when, ts_errname(rc));
-    cr_assert_eq(count, model_range_count(m, a, b), "seed %" PRIu64 " %s: count over [%u, %u)",
-                 e->seed, when, a, b);
+    cr_assert_eq(count, bte_range_count(m, m->ver, a, b),
+                 "seed %" PRIu64 " %s: count over [%u, %u)", e->seed, when, a, b);
 }
 
 /* Deletes [lo, hi) from the tree and the model; checks the reported count. */
-static void delete_range(struct env *e, struct model *m, const struct bound *lo,
+static void delete_range(struct bte_env *e, struct bte_model *m, const struct bound *lo,
                          const struct bound *hi, const char *when)
 {
     uint32_t a, b;
     model_range(m, lo, hi, &a, &b);
-    uint64_t want = model_range_count(m, a, b), deleted = UINT64_MAX;
+    uint64_t want = bte_range_count(m, m->ver, a, b), deleted = UINT64_MAX;
     int rc = btree_delete_range(e->t, lo->b, lo->len, hi->b, hi->len, &deleted);
     cr_assert_eq(rc, 0, "seed %" PRIu64 " %s: delete_range: %s", e->seed, when, ts_errname(rc));
     cr_assert_eq(deleted, want,
@@ -457,16 +244,16 @@ static uint32_t special_range(uint32_t it, struct bound *lo, struct bound *hi)
 
 Test(btree_ranges, delete_range_matches_the_model)
 {
-    static struct model m;
+    static struct bte_model m;
     for (uint64_t seed = 1; seed <= 8; seed++) {
-        struct env e;
-        env_init(&e, seed, seed % 2 ? 512 : 4096, seed % 4 == 1 ? 16 * 512 : 0);
+        struct bte_env e;
+        bte_env_init(&e, seed, seed % 2 ? 512 : 4096, seed % 4 == 1 ? 16 * 512 : 0);
         struct ts_rand r;
         ts_rand_seed(&r, seed);
-        model_init(&m, &r, 1500, 25);
+        bte_model_init(&m, &r, 1500, 25, &SHAPE);
         for (uint32_t s = 0; s < m.n; s++) {
             if (ts_rand_chance(&r, 3, 4)) {
-                put_slot(&e, &m, s);
+                bte_put_slot(&e, &m, s);
             }
         }
         uint32_t special = 0;
@@ -485,10 +272,10 @@ Test(btree_ranges, delete_range_matches_the_model)
                 bound_make(&r, &m, &hi);
                 range_bytes_is(&e, &m, &lo, &hi, "after delete_range");
             }
-            if (model_range_count(&m, 0, m.n) < m.n / 4) {
+            if (bte_range_count(&m, m.ver, 0, m.n) < m.n / 4) {
                 for (uint32_t s = 0; s < m.n; s++) {
                     if (ts_rand_chance(&r, 1, 2)) {
-                        put_slot(&e, &m, s);
+                        bte_put_slot(&e, &m, s);
                     }
                 }
             }
@@ -496,17 +283,16 @@ Test(btree_ranges, delete_range_matches_the_model)
                 checkpoint(&e);
             }
             if (it % 21 == 20) {
-                env_reopen(&e);
+                bte_env_reopen(&e);
                 verify_all(&e, &m, "after a reopen");
             }
         }
         cr_assert_gt(special, 0);
         checkpoint(&e);
-        env_reopen(&e);
+        bte_env_reopen(&e);
         verify_all(&e, &m, "at the end, reopened");
-        struct btree_check_report rep;
-        check_file(&e, &m, &rep);
-        env_fini(&e);
+        check_file(&e, &m);
+        bte_env_fini(&e);
     }
 }
 
@@ -516,9 +302,9 @@ Test(btree_ranges, delete_range_matches_the_model)
 Test(btree_ranges, a_large_range_on_a_big_tree_frees_its_pages_for_reuse)
 {
     const uint32_t n = 50000;
-    struct env e;
+    struct bte_env e;
     const uint64_t seed = 500;
-    env_init(&e, seed, 4096, 0);
+    bte_env_init(&e, seed, 4096, 0);
     char key[16], value[24];
     memset(value, 'v', sizeof(value));
     for (uint32_t i = 0; i < n; i++) {
@@ -527,7 +313,7 @@ Test(btree_ranges, a_large_range_on_a_big_tree_frees_its_pages_for_reuse)
         cr_assert_eq(btree_put(e.t, key, 11, value, 16 + k % 8), 0, "seed %" PRIu64, seed);
     }
     checkpoint(&e);
-    struct btree_stats full = stats_of(&e);
+    struct btree_stats full = bte_stats(&e);
     uint64_t used_full = pages_in_use(&e);
     cr_assert_geq(full.height, 3, "seed %" PRIu64, seed);
     char lo[16], hi[16];
@@ -538,7 +324,7 @@ Test(btree_ranges, a_large_range_on_a_big_tree_frees_its_pages_for_reuse)
     cr_assert_eq(deleted, n - 1000, "seed %" PRIu64 ": deleted %" PRIu64, seed, deleted);
     /* Only the two edge paths (and the siblings they merge with) are copied; the
      * subtrees between them are dropped without copies. */
-    struct btree_stats after = stats_of(&e);
+    struct btree_stats after = bte_stats(&e);
     cr_assert_leq(after.page_count, full.page_count + 4 * full.height + 4,
                   "seed %" PRIu64 ": dropping subtrees copied pages: %" PRIu64 " -> %" PRIu64, seed,
                   full.page_count, after.page_count);
@@ -549,31 +335,31 @@ Test(btree_ranges, a_large_range_on_a_big_tree_frees_its_pages_for_reuse)
     cr_assert_leq(used, 50,
                   "seed %" PRIu64 ": %" PRIu64 " pages in use after the range, %" PRIu64 " before",
                   seed, used, used_full);
-    cr_assert_leq(stats_of(&e).height, full.height, "seed %" PRIu64, seed);
+    cr_assert_leq(bte_stats(&e).height, full.height, "seed %" PRIu64, seed);
     uint64_t count = 0;
     cr_assert_eq(btree_count(e.t, NULL, 0, NULL, 0, &count), 0);
     cr_assert_eq(count, 1000, "seed %" PRIu64, seed);
     for (uint32_t k = 0; k < n; k += 97) {
         snprintf(key, sizeof(key), "key%08u", k);
         uint32_t len;
-        int rc = btree_get(e.t, key, 11, got_buf, sizeof(got_buf), &len);
+        int rc = btree_get(e.t, key, 11, e.got, sizeof(e.got), &len);
         bool kept = k < 500 || k >= n - 500;
         cr_assert_eq(rc, kept ? 0 : TS_ENOTFOUND, "seed %" PRIu64 ": key %u: %s", seed, k,
                      ts_errname(rc));
-        cr_assert(!kept || (len == 16 + k % 8 && memcmp(got_buf, value, len) == 0));
+        cr_assert(!kept || (len == 16 + k % 8 && memcmp(e.got, value, len) == 0));
     }
-    env_reopen(&e);
-    uint64_t page_count = stats_of(&e).page_count;
+    bte_env_reopen(&e);
+    uint64_t page_count = bte_stats(&e).page_count;
     /* Re-insert every other deleted key: the freed pages hold them. */
     for (uint32_t k = 500; k < n - 500; k += 2) {
         snprintf(key, sizeof(key), "key%08u", k);
         cr_assert_eq(btree_put(e.t, key, 11, value, 16 + k % 8), 0);
     }
     checkpoint(&e);
-    cr_assert_eq(stats_of(&e).page_count, page_count,
+    cr_assert_eq(bte_stats(&e).page_count, page_count,
                  "seed %" PRIu64 ": the file grew from %" PRIu64 " to %" PRIu64
                  " pages: freed pages not reused",
-                 seed, page_count, stats_of(&e).page_count);
+                 seed, page_count, bte_stats(&e).page_count);
     cr_assert_eq(btree_count(e.t, NULL, 0, NULL, 0, &count), 0);
     cr_assert_eq(count, 1000 + (n - 1000) / 2, "seed %" PRIu64, seed);
     btree_close(e.t);
@@ -588,15 +374,15 @@ Test(btree_ranges, a_large_range_on_a_big_tree_frees_its_pages_for_reuse)
 /* Ranges dropped while a snapshot is open: the snapshot still reads every key. */
 Test(btree_ranges, a_snapshot_still_reads_what_delete_range_dropped)
 {
-    static struct model m, old;
+    static struct bte_model m, old;
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        struct env e;
-        env_init(&e, 600 + seed, 512, 16 * 512);
+        struct bte_env e;
+        bte_env_init(&e, 600 + seed, 512, 16 * 512);
         struct ts_rand r;
         ts_rand_seed(&r, 600 + seed);
-        model_init(&m, &r, 2000, 25);
+        bte_model_init(&m, &r, 2000, 25, &SHAPE);
         for (uint32_t s = 0; s < m.n; s++) {
-            put_slot(&e, &m, s);
+            bte_put_slot(&e, &m, s);
         }
         checkpoint(&e);
         memcpy(&old, &m, sizeof(m));
@@ -621,21 +407,20 @@ Test(btree_ranges, a_snapshot_still_reads_what_delete_range_dropped)
             const uint8_t *k;
             uint32_t klen, len = 0;
             btree_cursor_key(&c, &k, &klen);
-            cr_assert(key_cmp(k, klen, old.key[s].b, old.key[s].len) == 0,
+            cr_assert(bte_key_cmp(k, klen, old.key[s].b, old.key[s].len) == 0,
                       "seed %" PRIu64 ": the snapshot is not at slot %u", e.seed, s);
-            rc = btree_cursor_value(&c, got_buf, sizeof(got_buf), &len);
-            uint32_t want = value_len(&old, s, old.ver[s]);
-            value_fill(s, old.ver[s], want_buf, want);
-            cr_assert(rc == 0 && len == want && memcmp(got_buf, want_buf, len) == 0,
+            rc = btree_cursor_value(&c, e.got, sizeof(e.got), &len);
+            uint32_t want = bte_value_len(&old, s, old.ver[s]);
+            bte_value_fill(s, old.ver[s], e.want, want);
+            cr_assert(rc == 0 && len == want && memcmp(e.got, e.want, len) == 0,
                       "seed %" PRIu64 ": snapshot value of slot %u", e.seed, s);
             rc = btree_cursor_next(&c);
         }
         cr_assert_eq(rc, TS_ENOTFOUND, "seed %" PRIu64, e.seed);
         btree_snapshot_close(snap);
         checkpoint(&e);
-        struct btree_check_report rep;
-        check_file(&e, &m, &rep);
-        env_fini(&e);
+        check_file(&e, &m);
+        bte_env_fini(&e);
     }
 }
 
@@ -644,14 +429,14 @@ Test(btree_ranges, a_snapshot_still_reads_what_delete_range_dropped)
  * checkpoint's model, and the free list stays exact. */
 Test(btree_ranges, delete_ranges_survive_crashes_with_a_tiny_cache)
 {
-    static struct model m, durable;
+    static struct bte_model m, durable;
     uint32_t kept_old = 0, kept_new = 0;
     for (uint64_t seed = 1; seed <= 4; seed++) {
-        struct env e;
-        env_init(&e, 650 + seed, 512, 16 * 512);
+        struct bte_env e;
+        bte_env_init(&e, 650 + seed, 512, 16 * 512);
         struct ts_rand r;
         ts_rand_seed(&r, 650 + seed);
-        model_init(&m, &r, 1500, 25);
+        bte_model_init(&m, &r, 1500, 25, &SHAPE);
         memcpy(&durable, &m, sizeof(m));
         uint64_t id = 0;
         for (uint32_t round = 0; round < 36; round++) {
@@ -675,8 +460,8 @@ Test(btree_ranges, delete_ranges_survive_crashes_with_a_tiny_cache)
             int rc = btree_checkpoint(e.t, NULL, 0);
             disk_sim_fail_clear(e.sim);
             disk_sim_crash(e.sim, (enum disk_sim_crash_policy)(round % 4), 1 + step * 13);
-            env_reopen(&e);
-            uint64_t now = stats_of(&e).checkpoint_id;
+            bte_env_reopen(&e);
+            uint64_t now = bte_stats(&e).checkpoint_id;
             cr_assert(now == id || now == id + 1,
                       "seed %" PRIu64 " round %u: checkpoint %" PRIu64 " after %" PRIu64, e.seed,
                       round, now, id);
@@ -693,9 +478,8 @@ Test(btree_ranges, delete_ranges_survive_crashes_with_a_tiny_cache)
             verify_all(&e, &m, rc == 0 ? "after a crash" : "after a checkpoint cut short");
         }
         checkpoint(&e);
-        struct btree_check_report rep;
-        check_file(&e, &m, &rep);
-        env_fini(&e);
+        check_file(&e, &m);
+        bte_env_fini(&e);
     }
     cr_assert(kept_old > 0 && kept_new > 0, "both outcomes happen: old %u, new %u", kept_old,
               kept_new);
@@ -705,13 +489,13 @@ Test(btree_ranges, delete_ranges_survive_crashes_with_a_tiny_cache)
 
 Test(btree_ranges, range_bytes_matches_the_model)
 {
-    static struct model m;
+    static struct bte_model m;
     for (uint64_t seed = 1; seed <= 6; seed++) {
-        struct env e;
-        env_init(&e, 700 + seed, seed % 2 ? 512 : 4096, seed % 3 == 0 ? 16 * 512 : 0);
+        struct bte_env e;
+        bte_env_init(&e, 700 + seed, seed % 2 ? 512 : 4096, seed % 3 == 0 ? 16 * 512 : 0);
         struct ts_rand r;
         ts_rand_seed(&r, 700 + seed);
-        model_init(&m, &r, 2500, 30);
+        bte_model_init(&m, &r, 2500, 30, &SHAPE);
         for (uint32_t it = 0; it < 40; it++) {
             for (uint32_t op = 0; op < 80; op++) {
                 random_change(&e, &m, &r);
@@ -731,7 +515,7 @@ Test(btree_ranges, range_bytes_matches_the_model)
             range_bytes_is(&e, &m, &lo, &hi, "range_bytes of the whole tree");
             if (it % 10 == 9) {
                 checkpoint(&e);
-                env_reopen(&e);
+                bte_env_reopen(&e);
                 for (uint32_t q = 0; q < 25; q++) {
                     bound_make(&r, &m, &lo);
                     bound_make(&r, &m, &hi);
@@ -741,9 +525,8 @@ Test(btree_ranges, range_bytes_matches_the_model)
         }
         verify_all(&e, &m, "at the end");
         checkpoint(&e);
-        struct btree_check_report rep;
-        check_file(&e, &m, &rep);
-        env_fini(&e);
+        check_file(&e, &m);
+        bte_env_fini(&e);
     }
 }
 
@@ -759,7 +542,7 @@ struct middle_stats {
  * the range's bytes, never the range's first key; TS_ENOTFOUND under two keys. With the
  * bytes of [lo, k) written S(k) and the range's T: k is the first key with
  * 2 S(k) >= T, and when none is (the last key holds more than half), the last key. */
-static void middle_key_is(struct env *e, const struct model *m, const struct bound *lo,
+static void middle_key_is(struct bte_env *e, const struct bte_model *m, const struct bound *lo,
                           const struct bound *hi, struct middle_stats *ms)
 {
     uint32_t a, b;
@@ -767,7 +550,7 @@ static void middle_key_is(struct env *e, const struct model *m, const struct bou
     uint8_t key[TS_KEY_BYTES_MAX];
     uint32_t key_len = 0;
     int rc = btree_middle_key(e->t, lo->b, lo->len, hi->b, hi->len, key, &key_len);
-    uint64_t keys = model_range_count(m, a, b);
+    uint64_t keys = bte_range_count(m, m->ver, a, b);
     if (keys < 2) {
         cr_assert_eq(rc, TS_ENOTFOUND,
                      "seed %" PRIu64 ": middle_key of %" PRIu64 " keys (slots [%u, %u)): %s",
@@ -777,7 +560,7 @@ static void middle_key_is(struct env *e, const struct model *m, const struct bou
     }
     cr_assert_eq(rc, 0, "seed %" PRIu64 ": middle_key of %" PRIu64 " keys: %s", e->seed, keys,
                  ts_errname(rc));
-    uint64_t total = model_range_bytes(m, a, b), sum = 0;
+    uint64_t total = bte_range_bytes(m, m->ver, a, b), sum = 0;
     uint32_t first = UINT32_MAX, want = UINT32_MAX, last = 0;
     for (uint32_t s = a; s < b; s++) {
         if (m->ver[s] == 0) {
@@ -787,24 +570,24 @@ static void middle_key_is(struct env *e, const struct model *m, const struct bou
         if (want == UINT32_MAX && s != first && 2 * sum >= total) {
             want = s;
         }
-        sum += slot_bytes(m, s);
+        sum += bte_slot_bytes(m, m->ver, s);
         last = s;
     }
     bool at_last = want == UINT32_MAX;
     want = at_last ? last : want;
     uint32_t got = lower_bound(m, key, key_len);
-    cr_assert(got < m->n && key_cmp(key, key_len, m->key[got].b, m->key[got].len) == 0,
+    cr_assert(got < m->n && bte_key_cmp(key, key_len, m->key[got].b, m->key[got].len) == 0,
               "seed %" PRIu64 ": middle_key returned a key that is not in the tree", e->seed);
-    uint64_t below = model_range_bytes(m, a, got);
+    uint64_t below = bte_range_bytes(m, m->ver, a, got);
     cr_assert_eq(got, want,
                  "seed %" PRIu64 ": middle_key of slots [%u, %u) (%" PRIu64 " keys, %" PRIu64
                  " bytes) is slot %u with %" PRIu64 " bytes below it; the contract names slot %u"
                  " with %" PRIu64 " below",
-                 e->seed, a, b, keys, total, got, below, want, model_range_bytes(m, a, want));
+                 e->seed, a, b, keys, total, got, below, want, bte_range_bytes(m, m->ver, a, want));
     /* The contract's properties, spelled out. */
     cr_assert(m->ver[got] != 0 && got > first && got < b, "seed %" PRIu64, e->seed);
-    cr_assert(at_last ? 2 * model_range_bytes(m, a, got) < total
-                      : 2 * model_range_bytes(m, a, got) >= total,
+    cr_assert(at_last ? 2 * bte_range_bytes(m, m->ver, a, got) < total
+                      : 2 * bte_range_bytes(m, m->ver, a, got) >= total,
               "seed %" PRIu64, e->seed);
     ms->split += !at_last;
     ms->last += at_last;
@@ -812,17 +595,17 @@ static void middle_key_is(struct env *e, const struct model *m, const struct bou
 
 Test(btree_ranges, middle_key_splits_a_range_by_size)
 {
-    static struct model m;
+    static struct bte_model m;
     struct middle_stats ms = {0};
     for (uint64_t seed = 1; seed <= 6; seed++) {
-        struct env e;
-        env_init(&e, 800 + seed, seed % 2 ? 512 : 4096, 0);
+        struct bte_env e;
+        bte_env_init(&e, 800 + seed, seed % 2 ? 512 : 4096, 0);
         struct ts_rand r;
         ts_rand_seed(&r, 800 + seed);
-        model_init(&m, &r, 2000, seed % 3 == 0 ? 0 : 12);
+        bte_model_init(&m, &r, 2000, seed % 3 == 0 ? 0 : 12, &SHAPE);
         for (uint32_t s = 0; s < m.n; s++) {
             if (ts_rand_chance(&r, 2, 3)) {
-                put_slot(&e, &m, s);
+                bte_put_slot(&e, &m, s);
             }
         }
         for (uint32_t it = 0; it < 30; it++) {
@@ -853,13 +636,12 @@ Test(btree_ranges, middle_key_splits_a_range_by_size)
             middle_key_is(&e, &m, &lo, &hi, &ms);
             if (it % 10 == 9) {
                 checkpoint(&e);
-                env_reopen(&e);
+                bte_env_reopen(&e);
             }
         }
         checkpoint(&e);
-        struct btree_check_report rep;
-        check_file(&e, &m, &rep);
-        env_fini(&e);
+        check_file(&e, &m);
+        bte_env_fini(&e);
     }
     cr_assert(ms.split > 0 && ms.last > 0 && ms.too_small > 0,
               "every case of the contract ran: split %u, last %u, too small %u", ms.split, ms.last,
@@ -891,7 +673,7 @@ static void shuffle(struct ts_rand *r, uint32_t *v, uint32_t n)
 }
 
 /* Deletes order[from, to), checkpointing every 4 000 deletes. */
-static void merge_delete(struct env *e, struct merge_state *ms, uint32_t from, uint32_t to)
+static void merge_delete(struct bte_env *e, struct merge_state *ms, uint32_t from, uint32_t to)
 {
     char key[16];
     for (uint32_t i = from; i < to; i++) {
@@ -907,23 +689,23 @@ static void merge_delete(struct env *e, struct merge_state *ms, uint32_t from, u
 }
 
 /* Every key reads back as live or absent. */
-static void merge_read_back(struct env *e, const struct merge_state *ms)
+static void merge_read_back(struct bte_env *e, const struct merge_state *ms)
 {
     char key[16], value[32];
     memset(value, 'm', sizeof(value));
     for (uint32_t k = 0; k < MERGE_KEYS; k++) {
         merge_key(key, k);
         uint32_t len = 0;
-        int rc = btree_get(e->t, key, 10, got_buf, sizeof(got_buf), &len);
+        int rc = btree_get(e->t, key, 10, e->got, sizeof(e->got), &len);
         cr_assert_eq(rc, ms->live[k] ? 0 : TS_ENOTFOUND, "seed %" PRIu64 ": key %u: %s", e->seed, k,
                      ts_errname(rc));
-        cr_assert(!ms->live[k] || (len == 8 + k % 16 && memcmp(got_buf, value, len) == 0),
+        cr_assert(!ms->live[k] || (len == 8 + k % 16 && memcmp(e->got, value, len) == 0),
                   "seed %" PRIu64 ": key %u value", e->seed, k);
     }
 }
 
 /* The leaves the live keys need when full: their cells and slots over a page's room. */
-static uint64_t merge_leaves_needed(const struct env *e, const struct merge_state *ms)
+static uint64_t merge_leaves_needed(const struct bte_env *e, const struct merge_state *ms)
 {
     uint64_t cells = 0, room = e->page_bytes - BTP_HDR_BYTES;
     for (uint32_t k = 0; k < MERGE_KEYS; k++) {
@@ -933,12 +715,12 @@ static uint64_t merge_leaves_needed(const struct env *e, const struct merge_stat
 }
 
 /* btree_check on the closed file (the tree reopens): it must pass and count keys. */
-static void merge_check(struct env *e, uint64_t keys, struct btree_check_report *rep)
+static void merge_check(struct bte_env *e, uint64_t keys, struct btree_check_report *rep)
 {
     btree_close(e->t);
     char err[512] = "";
     int rc = btree_check("tree", e->disk, ts_allocator_default(), rep, err, sizeof(err));
-    env_open(e);
+    bte_env_open(e);
     cr_assert_eq(rc, 0, "seed %" PRIu64 ": btree_check: %s %s", e->seed, ts_errname(rc), err);
     cr_assert_eq(rep->keys, keys, "seed %" PRIu64 ": btree_check keys", e->seed);
 }
@@ -946,7 +728,7 @@ static void merge_check(struct env *e, uint64_t keys, struct btree_check_report 
 /* With 5 % of the keys left: the pages in use are what btree_check reaches, the leaves
  * average well above a quarter full (underfull pages merge when they fit with a
  * sibling), and everything reads back. */
-static void merge_check_few(struct env *e, const struct merge_state *ms, uint32_t keep,
+static void merge_check_few(struct bte_env *e, const struct merge_state *ms, uint32_t keep,
                             const struct btree_stats *full, uint64_t used_full)
 {
     struct btree_check_report rep;
@@ -960,7 +742,7 @@ static void merge_check_few(struct env *e, const struct merge_state *ms, uint32_
                   "seed %" PRIu64 ": %" PRIu64 " leaves for %u keys that fit in %" PRIu64
                   " (%" PRIu64 " pages in use before the deletes)",
                   e->seed, rep.leaf_pages, keep, needed, used_full);
-    cr_assert_leq(stats_of(e).height, full->height, "seed %" PRIu64, e->seed);
+    cr_assert_leq(bte_stats(e).height, full->height, "seed %" PRIu64, e->seed);
     uint64_t count = 0;
     cr_assert_eq(btree_count(e->t, NULL, 0, NULL, 0, &count), 0);
     cr_assert_eq(count, keep, "seed %" PRIu64, e->seed);
@@ -969,9 +751,9 @@ static void merge_check_few(struct env *e, const struct merge_state *ms, uint32_
 
 /* The tree with no key: height 0, no page in use after a checkpoint and a reopen, and
  * usable again. */
-static void merge_check_empty(struct env *e)
+static void merge_check_empty(struct bte_env *e)
 {
-    struct btree_stats st = stats_of(e);
+    struct btree_stats st = bte_stats(e);
     cr_assert_eq(st.height, 0, "seed %" PRIu64 ": an empty tree of height %u", e->seed, st.height);
     cr_assert_eq(st.tree_bytes, 0, "seed %" PRIu64, e->seed);
     struct btree_cursor c;
@@ -980,8 +762,8 @@ static void merge_check_empty(struct env *e)
     checkpoint(e);
     cr_assert_eq(pages_in_use(e), 0, "seed %" PRIu64 ": an empty tree uses %" PRIu64 " pages",
                  e->seed, pages_in_use(e));
-    env_reopen(e);
-    cr_assert_eq(stats_of(e).height, 0, "seed %" PRIu64, e->seed);
+    bte_env_reopen(e);
+    cr_assert_eq(bte_stats(e).height, 0, "seed %" PRIu64, e->seed);
     cr_assert_eq(pages_in_use(e), 0, "seed %" PRIu64, e->seed);
     char key[16];
     for (uint32_t k = 0; k < 300; k++) {
@@ -989,7 +771,7 @@ static void merge_check_empty(struct env *e)
         cr_assert_eq(btree_put(e->t, key, 10, "mmmmmmmm", 8), 0, "seed %" PRIu64, e->seed);
     }
     checkpoint(e);
-    env_reopen(e);
+    bte_env_reopen(e);
     uint64_t count = 0;
     cr_assert_eq(btree_count(e->t, NULL, 0, NULL, 0, &count), 0);
     cr_assert_eq(count, 300, "seed %" PRIu64, e->seed);
@@ -1002,8 +784,8 @@ Test(btree_ranges, deleting_most_keys_merges_pages_and_lowers_the_tree)
     static struct merge_state ms;
     const uint32_t n = MERGE_KEYS, keep = n / 20;
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        struct env e;
-        env_init(&e, 900 + seed, seed == 2 ? 4096 : 512, 0);
+        struct bte_env e;
+        bte_env_init(&e, 900 + seed, seed == 2 ? 4096 : 512, 0);
         struct ts_rand r;
         ts_rand_seed(&r, 900 + seed);
         char key[16], value[32];
@@ -1018,7 +800,7 @@ Test(btree_ranges, deleting_most_keys_merges_pages_and_lowers_the_tree)
             ms.live[ms.order[i]] = true;
         }
         checkpoint(&e);
-        struct btree_stats full = stats_of(&e);
+        struct btree_stats full = bte_stats(&e);
         uint64_t used_full = pages_in_use(&e);
         /* Delete 95 % of the keys in another random order, with checkpoints. */
         shuffle(&r, ms.order, n);
@@ -1030,7 +812,7 @@ Test(btree_ranges, deleting_most_keys_merges_pages_and_lowers_the_tree)
          * branches a third full, which do not fit in one page); with 100 keys in a few
          * leaves it must have lost levels. */
         merge_delete(&e, &ms, n - keep, n - 100);
-        struct btree_stats tiny = stats_of(&e);
+        struct btree_stats tiny = bte_stats(&e);
         cr_assert_lt(tiny.height, full.height,
                      "seed %" PRIu64 ": height %u with 100 keys, %u with %u", seed, tiny.height,
                      full.height, n);
@@ -1040,22 +822,22 @@ Test(btree_ranges, deleting_most_keys_merges_pages_and_lowers_the_tree)
         /* Delete the rest: the tree is empty, holds no page, and works again. */
         merge_delete(&e, &ms, n - 100, n);
         merge_check_empty(&e);
-        env_fini(&e);
+        bte_env_fini(&e);
     }
 }
 
 /* delete_range over the whole tree empties it: height 0, no page in use, usable. */
 Test(btree_ranges, delete_range_of_everything_empties_the_tree)
 {
-    static struct model m;
+    static struct bte_model m;
     for (uint64_t seed = 1; seed <= 3; seed++) {
-        struct env e;
-        env_init(&e, 950 + seed, 512, 0);
+        struct bte_env e;
+        bte_env_init(&e, 950 + seed, 512, 0);
         struct ts_rand r;
         ts_rand_seed(&r, 950 + seed);
-        model_init(&m, &r, 3000, 20);
+        bte_model_init(&m, &r, 3000, 20, &SHAPE);
         for (uint32_t s = 0; s < m.n; s++) {
-            put_slot(&e, &m, s);
+            bte_put_slot(&e, &m, s);
         }
         if (seed != 2) {
             checkpoint(&e); /* seed 2 drops fresh pages, the others checkpointed ones */
@@ -1069,7 +851,7 @@ Test(btree_ranges, delete_range_of_everything_empties_the_tree)
         }
         delete_range(&e, &m, &lo, &hi, "everything");
         verify_all(&e, &m, "after deleting everything");
-        cr_assert_eq(stats_of(&e).height, 0, "seed %" PRIu64, e.seed);
+        cr_assert_eq(bte_stats(&e).height, 0, "seed %" PRIu64, e.seed);
         checkpoint(&e);
         cr_assert_eq(pages_in_use(&e), 0, "seed %" PRIu64 ": %" PRIu64 " pages in use", e.seed,
                      pages_in_use(&e));
@@ -1078,10 +860,9 @@ Test(btree_ranges, delete_range_of_everything_empties_the_tree)
         }
         verify_all(&e, &m, "usable again");
         checkpoint(&e);
-        env_reopen(&e);
+        bte_env_reopen(&e);
         verify_all(&e, &m, "usable again, reopened");
-        struct btree_check_report rep;
-        check_file(&e, &m, &rep);
-        env_fini(&e);
+        check_file(&e, &m);
+        bte_env_fini(&e);
     }
 }
