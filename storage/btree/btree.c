@@ -88,8 +88,8 @@ struct btree {
     struct bt_pages pending;    /* referenced by the last checkpoint; reusable after the next */
     struct bt_pages chain;      /* the last checkpoint's free-list pages */
     struct bt_retired *retired; /* freed pages waiting for snapshots to close */
-    uint32_t retired_n;
-    uint32_t retired_cap;
+    uint64_t retired_n;
+    uint64_t retired_cap;
 
     uint32_t snapshots;     /* open snapshots */
     uint64_t snap_min_ckpt; /* the oldest checkpoint an open snapshot pins */
@@ -111,20 +111,25 @@ struct btree {
 
 /* ------------------------------------------------------------------ small things */
 
+/* Doubles an array of *cap elements of elem bytes (first: its first capacity) with the
+ * allocator's realloc; the array is unchanged on failure. */
+static int grow(struct btree *t, void **v, uint64_t *cap, size_t elem, uint64_t first)
+{
+    uint64_t n = *cap == 0 ? first : *cap * 2;
+    void *p =
+        *cap == 0 ? ts_alloc(t->alloc, n * elem) : ts_realloc(t->alloc, *v, *cap * elem, n * elem);
+    if (p == NULL) {
+        return TS_ENOMEM;
+    }
+    *v = p;
+    *cap = n;
+    return 0;
+}
+
 static int pages_push(struct btree *t, struct bt_pages *p, uint64_t pno)
 {
-    if (p->n == p->cap) {
-        uint64_t cap = p->cap == 0 ? 64 : p->cap * 2;
-        uint64_t *v = ts_alloc(t->alloc, cap * sizeof(*v));
-        if (v == NULL) {
-            return TS_ENOMEM;
-        }
-        if (p->n > 0) {
-            memcpy(v, p->v, p->n * sizeof(*v));
-        }
-        ts_free(t->alloc, p->v, p->cap * sizeof(*v));
-        p->v = v;
-        p->cap = cap;
+    if (p->n == p->cap && grow(t, (void **)&p->v, &p->cap, sizeof(*p->v), 64) != 0) {
+        return TS_ENOMEM;
     }
     p->v[p->n++] = pno;
     return 0;
@@ -1323,7 +1328,7 @@ int btree_range_bytes(struct btree *t, const void *lo, uint32_t lo_len, const vo
 static int chain_build(struct btree *t, struct bt_pages *chain, uint8_t **bufs)
 {
     uint64_t total = t->free.n + t->pending.n + t->chain.n;
-    for (uint32_t i = 0; i < t->retired_n; i++) {
+    for (uint64_t i = 0; i < t->retired_n; i++) {
         total += t->retired[i].pages.n;
     }
     uint32_t cap = btp_freelist_capacity(t->page_bytes);
@@ -1352,7 +1357,7 @@ static int chain_build(struct btree *t, struct bt_pages *chain, uint8_t **bufs)
     }
     uint64_t at = 0;
     const struct bt_pages *lists[3] = {&t->free, &t->pending, &t->chain};
-    for (uint32_t l = 0; l < 3 + t->retired_n; l++) {
+    for (uint64_t l = 0; l < 3 + t->retired_n; l++) {
         const struct bt_pages *src = l < 3 ? lists[l] : &t->retired[l - 3].pages;
         for (uint64_t j = 0; j < src->n; j++, at++) {
             int rc =
@@ -1421,18 +1426,9 @@ static int retire_pending(struct btree *t, uint64_t tag)
     if (t->pending.n == 0) {
         return 0;
     }
-    if (t->retired_n == t->retired_cap) {
-        uint32_t cap = t->retired_cap == 0 ? 8 : t->retired_cap * 2;
-        struct bt_retired *r = ts_alloc(t->alloc, cap * sizeof(*r));
-        if (r == NULL) {
-            return TS_ENOMEM;
-        }
-        if (t->retired_n > 0) {
-            memcpy(r, t->retired, t->retired_n * sizeof(*r));
-        }
-        ts_free(t->alloc, t->retired, t->retired_cap * sizeof(*r));
-        t->retired = r;
-        t->retired_cap = cap;
+    if (t->retired_n == t->retired_cap &&
+        grow(t, (void **)&t->retired, &t->retired_cap, sizeof(*t->retired), 8) != 0) {
+        return TS_ENOMEM;
     }
     t->retired[t->retired_n++] = (struct bt_retired){.tag = tag, .pages = t->pending};
     t->pending = (struct bt_pages){0};
@@ -1443,9 +1439,9 @@ static int retire_pending(struct btree *t, uint64_t tag)
  * every pinned checkpoint. */
 static int reclaim(struct btree *t)
 {
-    uint32_t kept = 0;
+    uint64_t kept = 0;
     int rc = 0;
-    for (uint32_t i = 0; i < t->retired_n; i++) {
+    for (uint64_t i = 0; i < t->retired_n; i++) {
         struct bt_retired *r = &t->retired[i];
         if (rc == 0 && (t->snapshots == 0 || r->tag < t->snap_min_ckpt)) {
             for (uint64_t j = 0; j < r->pages.n && rc == 0; j++) {
@@ -1925,7 +1921,7 @@ void btree_close(struct btree *t)
     pages_fini(t, &t->free);
     pages_fini(t, &t->pending);
     pages_fini(t, &t->chain);
-    for (uint32_t i = 0; i < t->retired_n; i++) {
+    for (uint64_t i = 0; i < t->retired_n; i++) {
         pages_fini(t, &t->retired[i].pages);
     }
     ts_free(t->alloc, t->retired, t->retired_cap * sizeof(*t->retired));
