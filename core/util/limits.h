@@ -163,4 +163,21 @@ _Static_assert(TS_VALUE_BYTES_MAX <= 0xffffffffu, "a leaf cell stores the value 
 /* Fewer frames than this could not hold one operation's path and splits. */
 #define TS_BTREE_CACHE_PAGES_MIN 16u
 
+/* Members of one Raft group, voters and learners together, old and new during joint
+ * consensus. Ranges have 3 or 5 voters; replacing all five through joint consensus
+ * while learners catch up needs at most 15. A fixed bound lets a configuration travel
+ * in one fixed-size struct (core/raft). */
+#define TS_RAFT_MEMBERS_MAX 16u
+/* One Raft entry: a command carrying one key and one value (or a batch that fits one
+ * frame), with the frame's envelope around it. */
+#define TS_RAFT_ENTRY_BYTES_MAX (TS_FRAME_BYTES_MAX - TS_FRAME_OVERHEAD_BYTES_MAX)
+_Static_assert(TS_RAFT_ENTRY_BYTES_MAX >= TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX + 1024u,
+               "one entry carries the largest put");
+/* ReadIndex requests waiting for one group's leader to confirm a round. Clients beyond
+ * it get TS_EFULL: a leader that cannot reach a quorum must not queue without end. */
+#define TS_RAFT_READS_PENDING_MAX 4096u
+/* Messages one instance may queue between two readies (an unbounded input burst is
+ * answered with at most this many; the rest are dropped and retried by Raft). */
+#define TS_RAFT_MSGS_PENDING_MAX 4096u
+
 #endif
