@@ -104,7 +104,8 @@ struct raft {
     struct vec msgs;
     struct vec msgs_after;
     struct vec reads_out;
-    struct raft_snapshot_meta *snap; /* install (follower) or outgoing (leader) metadata */
+    struct raft_snapshot_meta *snap_in;  /* to install (rd.snapshot) */
+    struct raft_snapshot_meta *snap_out; /* sent to peers in this ready */
     uint64_t dropped_msgs;
 };
 
@@ -546,9 +547,9 @@ static void send_snapshot(struct raft *r, struct progress *pr)
     if (!pr->recent_active) {
         return;
     }
-    if (r->snap == NULL) {
-        r->snap = ts_alloc(r->c.alloc, sizeof *r->snap);
-        if (r->snap == NULL) {
+    if (r->snap_out == NULL) {
+        r->snap_out = ts_alloc(r->c.alloc, sizeof *r->snap_out);
+        if (r->snap_out == NULL) {
             return;
         }
     }
@@ -556,11 +557,11 @@ static void send_snapshot(struct raft *r, struct progress *pr)
     if (m == NULL) {
         return;
     }
-    r->snap->index = r->applied;
-    r->snap->term = log_term(&r->log, r->applied);
-    r->snap->conf = r->conf;
-    TS_ASSERT(r->snap->term != 0);
-    m->snapshot = r->snap;
+    r->snap_out->index = r->applied;
+    r->snap_out->term = log_term(&r->log, r->applied);
+    r->snap_out->conf = r->conf;
+    TS_ASSERT(r->snap_out->term != 0);
+    m->snapshot = r->snap_out;
     m->commit = r->commit;
     pr->state = RAFT_SNAPSHOT;
     pr->pending_snapshot = r->applied;
@@ -683,7 +684,8 @@ static void handle_append_response(struct raft *r, struct progress *pr,
         }
         return;
     }
-    if (!progress_update(pr, m->index)) {
+    bool probe_at_match = pr->state == RAFT_PROBE && pr->match == m->index;
+    if (!progress_update(pr, m->index) && !probe_at_match) {
         return;
     }
     if (pr->state == RAFT_PROBE) {
@@ -783,13 +785,13 @@ static void handle_snapshot(struct raft *r, const struct raft_message *m)
         r->commit = s->index; /* the log already holds it: fast-forward */
         resp = msg_new(r, true, RAFT_MSG_APPEND_RESP, m->from);
     } else if (raft_conf_role(&s->conf, r->c.id) != 0) {
-        if (r->snap == NULL) {
-            r->snap = ts_alloc(r->c.alloc, sizeof *r->snap);
-            if (r->snap == NULL) {
+        if (r->snap_in == NULL) {
+            r->snap_in = ts_alloc(r->c.alloc, sizeof *r->snap_in);
+            if (r->snap_in == NULL) {
                 return;
             }
         }
-        *r->snap = *s;
+        *r->snap_in = *s;
         log_restore(&r->log, s->index, s->term);
         r->commit = s->index;
         r->has_install = true;
@@ -961,17 +963,25 @@ static void apply_conf(struct raft *r, const struct raft_conf *c)
     if (r->transferee != 0 && !(raft_conf_role(c, r->transferee) & RAFT_VOTER)) {
         r->transferee = 0;
     }
-    if (raft_conf_joint(c) && r->pending_conf_index <= r->applied) {
-        struct raft_conf leave;
-        uint8_t buf[RAFT_CONF_ENCODED_BYTES_MAX];
-        conf_leave_joint(c, &leave);
-        uint32_t len = raft_conf_encode(&leave, buf);
-        if (append_entry(r, RAFT_ENTRY_CONF, buf, len) == 0) {
-            r->pending_conf_index = log_last(&r->log);
-        }
-    }
     maybe_commit(r);
     r->send_pending = true;
+}
+
+/* T§4.3: once the joint configuration is applied on the leader (whichever leader), it
+ * proposes leaving it. */
+static void maybe_leave_joint(struct raft *r)
+{
+    if (r->role != RAFT_LEADER || !raft_conf_joint(&r->conf) ||
+        r->pending_conf_index > r->applied) {
+        return;
+    }
+    struct raft_conf leave;
+    uint8_t buf[RAFT_CONF_ENCODED_BYTES_MAX];
+    conf_leave_joint(&r->conf, &leave);
+    uint32_t len = raft_conf_encode(&leave, buf);
+    if (append_entry(r, RAFT_ENTRY_CONF, buf, len) == 0) {
+        r->pending_conf_index = log_last(&r->log);
+    }
 }
 
 static bool conf_union_fits(const struct raft_conf *a, const struct raft_conf *b)
@@ -1413,13 +1423,13 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     memset(rd, 0, sizeof *rd);
     rd->hard_state = (struct raft_hard_state){r->term, r->vote, r->commit};
     rd->hard_state_changed = memcmp(&rd->hard_state, &r->persisted_hs, sizeof rd->hard_state);
-    rd->snapshot = r->has_install ? r->snap : NULL;
+    rd->snapshot = r->has_install ? r->snap_in : NULL;
     raft_index last = log_last(&r->log);
     if (last > r->log.stable) {
         rd->entries = log_at(&r->log, r->log.stable + 1);
         rd->n_entries = (size_t)(last - r->log.stable);
     }
-    r->ready_applied_hi = r->has_install ? r->snap->index : r->commit;
+    r->ready_applied_hi = r->has_install ? r->snap_in->index : r->commit;
     if (!r->has_install && r->commit > r->applied) {
         TS_ASSERT(r->applied >= r->log.compact_index);
         rd->committed = log_at(&r->log, r->applied + 1);
@@ -1479,6 +1489,7 @@ void raft_advance(struct raft *r)
             self->match = r->log.stable;
             maybe_commit(r);
         }
+        maybe_leave_joint(r);
     }
 }
 
@@ -1603,7 +1614,8 @@ void raft_free(struct raft *r)
     vec_free(r, &r->msgs, sizeof(struct raft_message));
     vec_free(r, &r->msgs_after, sizeof(struct raft_message));
     vec_free(r, &r->reads_out, sizeof(struct raft_read_state));
-    ts_free(r->c.alloc, r->snap, sizeof *r->snap);
+    ts_free(r->c.alloc, r->snap_in, sizeof *r->snap_in);
+    ts_free(r->c.alloc, r->snap_out, sizeof *r->snap_out);
     ts_free(r->c.alloc, r, sizeof *r);
 }
 
@@ -1692,7 +1704,8 @@ size_t raft_memory_bytes(const struct raft *r)
         n += sizeof *r->ld + r->ld->prs_cap * sizeof(struct progress);
         n += r->ld->reads_cap * sizeof(struct pending_read);
     }
-    return n + (r->snap != NULL ? sizeof *r->snap : 0);
+    n += r->snap_in != NULL ? sizeof *r->snap_in : 0;
+    return n + (r->snap_out != NULL ? sizeof *r->snap_out : 0);
 }
 
 const char *raft_msg_type_name(enum raft_msg_type t)

@@ -31,7 +31,8 @@
  *      raft_read_index(), raft_transfer_leader(), raft_compact(), raft_report_*().
  *   2. When raft_has_ready() is true, call raft_ready() and do, in this order:
  *      a. If rd.snapshot is set: install that snapshot's state (data the caller
- *         received with the Snapshot message it stepped) and persist its metadata.
+ *         received with the Snapshot message it stepped), persist its metadata and
+ *         drop every persisted entry of the group: the log restarts after it.
  *      b. Persist rd.entries (rd.entries[0].index may be at or below the last
  *         persisted index: drop the persisted suffix from that index first) and, if
  *         rd.hard_state_changed, rd.hard_state, durably (fsync).
@@ -78,7 +79,7 @@
  * heartbeat marked `quiesce` and stops ticking; a follower that receives it with its
  * log matching stops too. raft_tick() on a quiescent group returns at once, and
  * raft_quiesced() lets the shard skip it. Any proposal, read, message (other than a
- * quiesce heartbeat) or raft_wake() wakes it. A quiescent follower cannot notice a
+ * quiesce heartbeat and heartbeat acknowledgements) or raft_wake() wakes it. A quiescent follower cannot notice a
  * dead leader by itself: the shard, which tracks node liveness, calls raft_wake() on
  * the groups whose leader sits on a node it has stopped hearing from.
  *
