@@ -169,12 +169,12 @@ static void read_state_push(struct raft *r, uint64_t ctx, raft_index index)
 
 static raft_term last_term(const struct raft *r)
 {
-    return log_term(&r->log, log_last(&r->log));
+    return raft_log_term(&r->log, raft_log_last(&r->log));
 }
 
 static bool promotable(const struct raft *r)
 {
-    return conf_is_voter(raft_conf_role(&r->conf, r->c.id));
+    return raft_conf_is_voter(raft_conf_role(&r->conf, r->c.id));
 }
 
 static void reset_timeout(struct raft *r)
@@ -196,7 +196,7 @@ static struct progress *progress_of(struct raft *r, raft_id id)
     if (r->ld == NULL) {
         return NULL;
     }
-    int i = conf_index_of(&r->conf, id);
+    int i = raft_conf_index_of(&r->conf, id);
     return i < 0 ? NULL : &r->ld->prs[i];
 }
 
@@ -271,7 +271,7 @@ static bool progress_rebuild(struct raft *r)
             continue;
         }
         pr->id = id;
-        pr->next = log_last(&r->log) + 1;
+        pr->next = raft_log_last(&r->log) + 1;
         pr->state = RAFT_PROBE;
         pr->recent_active = true;
         pr->acked_round = id == r->c.id ? r->round : 0;
@@ -380,12 +380,12 @@ static int append_entry(struct raft *r, uint8_t type, const void *data, uint32_t
 {
     struct raft_entry e = {
         .term = r->term,
-        .index = log_last(&r->log) + 1,
+        .index = raft_log_last(&r->log) + 1,
         .data = data,
         .len = len,
         .type = type,
     };
-    int rc = log_append(&r->log, &e, 1);
+    int rc = raft_log_append(&r->log, &e, 1);
     if (rc != 0) {
         return rc;
     }
@@ -416,8 +416,8 @@ static void become_leader(struct raft *r)
         become_follower(r, r->term, 0);
         return;
     }
-    r->term_start_index = log_last(&r->log);
-    r->pending_conf_index = log_last(&r->log); /* no change before the no-op applies */
+    r->term_start_index = raft_log_last(&r->log);
+    r->pending_conf_index = raft_log_last(&r->log); /* no change before the no-op applies */
     r->send_pending = true;
 }
 
@@ -427,7 +427,7 @@ static void campaign(struct raft *r, bool pre, bool force);
 
 static void poll_result(struct raft *r)
 {
-    int res = conf_vote_result(&r->conf, r->votes);
+    int res = raft_conf_vote_result(&r->conf, r->votes);
     if (res > 0) {
         if (r->role == RAFT_PRECANDIDATE) {
             campaign(r, false, false);
@@ -459,17 +459,17 @@ static void campaign(struct raft *r, bool pre, bool force)
         r->vote = r->c.id;
         vote_term = r->term;
     }
-    r->votes[conf_index_of(&r->conf, r->c.id)] = VOTE_GRANTED;
+    r->votes[raft_conf_index_of(&r->conf, r->c.id)] = VOTE_GRANTED;
     for (uint32_t i = 0; i < r->conf.n; i++) {
         raft_id id = r->conf.m[i].id;
-        if (id == r->c.id || !conf_is_voter(r->conf.m[i].role)) {
+        if (id == r->c.id || !raft_conf_is_voter(r->conf.m[i].role)) {
             continue;
         }
         /* A vote request promises the candidate's own vote: after the persist. */
         struct raft_message *m = msg_new(r, !pre, pre ? RAFT_MSG_PREVOTE : RAFT_MSG_VOTE, id);
         if (m != NULL) {
             m->term = vote_term;
-            m->index = log_last(&r->log);
+            m->index = raft_log_last(&r->log);
             m->log_term = last_term(r);
             m->force = force;
         }
@@ -482,7 +482,7 @@ static void handle_vote_request(struct raft *r, const struct raft_message *m)
     bool pre = m->type == RAFT_MSG_PREVOTE;
     bool can = r->vote == m->from || (r->vote == 0 && r->lead == 0) || (pre && m->term > r->term);
     raft_term lt = last_term(r);
-    bool up_to_date = m->log_term > lt || (m->log_term == lt && m->index >= log_last(&r->log));
+    bool up_to_date = m->log_term > lt || (m->log_term == lt && m->index >= raft_log_last(&r->log));
     bool grant = can && up_to_date;
     struct raft_message *resp =
         msg_new(r, !pre, pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP, m->from);
@@ -498,7 +498,7 @@ static void handle_vote_request(struct raft *r, const struct raft_message *m)
 
 static void handle_vote_response(struct raft *r, const struct raft_message *m)
 {
-    int i = conf_index_of(&r->conf, m->from);
+    int i = raft_conf_index_of(&r->conf, m->from);
     if (i < 0 || r->votes[i] != 0) {
         return;
     }
@@ -512,7 +512,7 @@ static void commit_reduce_uncommitted(struct raft *r, raft_index from, raft_inde
 {
     for (raft_index i = from; i <= to; i++) {
         if (i >= r->term_start_index && i > r->log.compact_index) {
-            uint32_t len = log_at(&r->log, i)->len;
+            uint32_t len = raft_log_at(&r->log, i)->len;
             r->uncommitted_bytes -= len < r->uncommitted_bytes ? len : r->uncommitted_bytes;
         }
     }
@@ -527,15 +527,15 @@ static bool maybe_commit(struct raft *r)
     for (uint32_t i = 0; i < r->conf.n; i++) {
         match[i] = r->ld->prs[i].match;
     }
-    uint64_t q = conf_quorum_value(&r->conf, match);
-    if (q == UINT64_MAX || q <= r->commit || log_term(&r->log, q) != r->term) {
+    uint64_t q = raft_conf_quorum_value(&r->conf, match);
+    if (q == UINT64_MAX || q <= r->commit || raft_log_term(&r->log, q) != r->term) {
         return false;
     }
-    TS_ASSERT(q <= log_last(&r->log));
+    TS_ASSERT(q <= raft_log_last(&r->log));
     raft_index old = r->commit;
     r->commit = q;
     commit_reduce_uncommitted(r, old + 1, q);
-    if (log_term(&r->log, old) != r->term) {
+    if (raft_log_term(&r->log, old) != r->term) {
         assign_read_rounds(r); /* the first commit of this term releases waiting reads */
     }
     r->send_pending = true;
@@ -558,7 +558,7 @@ static void send_snapshot(struct raft *r, struct progress *pr)
         return;
     }
     r->snap_out->index = r->applied;
-    r->snap_out->term = log_term(&r->log, r->applied);
+    r->snap_out->term = raft_log_term(&r->log, r->applied);
     r->snap_out->conf = r->conf;
     TS_ASSERT(r->snap_out->term != 0);
     m->snapshot = r->snap_out;
@@ -577,11 +577,11 @@ static bool send_one_append(struct raft *r, struct progress *pr)
         return false;
     }
     raft_index prev = pr->next - 1;
-    raft_index last = log_last(&r->log);
+    raft_index last = raft_log_last(&r->log);
     uint32_t n = 0;
     uint64_t bytes = 0;
     while (prev + n < last) {
-        uint32_t len = log_at(&r->log, prev + n + 1)->len;
+        uint32_t len = raft_log_at(&r->log, prev + n + 1)->len;
         if (n > 0 && bytes + len > r->c.msg_bytes_max) {
             break;
         }
@@ -599,9 +599,9 @@ static bool send_one_append(struct raft *r, struct progress *pr)
         return false;
     }
     m->index = prev;
-    m->log_term = log_term(&r->log, prev);
+    m->log_term = raft_log_term(&r->log, prev);
     m->commit = r->commit;
-    m->entries = n > 0 ? log_at(&r->log, prev + 1) : NULL;
+    m->entries = n > 0 ? raft_log_at(&r->log, prev + 1) : NULL;
     m->n_entries = n;
     pr->sent_commit = r->commit;
     if (pr->state == RAFT_PROBE) {
@@ -674,7 +674,7 @@ static void handle_append_response(struct raft *r, struct progress *pr,
         raft_index probe = m->reject_hint;
         if (m->log_term > 0) {
             raft_term t;
-            probe = log_conflict_by_term(&r->log, m->reject_hint, m->log_term, &t);
+            probe = raft_log_conflict_by_term(&r->log, m->reject_hint, m->log_term, &t);
         }
         if (progress_decr(pr, m->index, probe)) {
             if (pr->state == RAFT_REPLICATE) {
@@ -690,7 +690,7 @@ static void handle_append_response(struct raft *r, struct progress *pr,
     }
     if (pr->state == RAFT_PROBE) {
         become_replicate(pr);
-    } else if (pr->state == RAFT_SNAPSHOT && pr->match + 1 >= log_first(&r->log)) {
+    } else if (pr->state == RAFT_SNAPSHOT && pr->match + 1 >= raft_log_first(&r->log)) {
         become_probe(pr);
         become_replicate(pr);
     } else if (pr->state == RAFT_REPLICATE) {
@@ -698,7 +698,7 @@ static void handle_append_response(struct raft *r, struct progress *pr,
     }
     maybe_commit(r);
     r->send_pending = true;
-    if (m->from == r->transferee && pr->match == log_last(&r->log)) {
+    if (m->from == r->transferee && pr->match == raft_log_last(&r->log)) {
         send_timeout_now(r, m->from);
     }
 }
@@ -713,11 +713,11 @@ static int handle_append(struct raft *r, const struct raft_message *m)
         }
         return 0;
     }
-    raft_index last = log_last(&r->log);
-    if (m->index > last || log_term(&r->log, m->index) != m->log_term) {
+    raft_index last = raft_log_last(&r->log);
+    if (m->index > last || raft_log_term(&r->log, m->index) != m->log_term) {
         raft_term hint_term;
-        raft_index hint = log_conflict_by_term(&r->log, m->index < last ? m->index : last,
-                                               m->log_term, &hint_term);
+        raft_index hint = raft_log_conflict_by_term(&r->log, m->index < last ? m->index : last,
+                                                    m->log_term, &hint_term);
         struct raft_message *resp = msg_new(r, false, RAFT_MSG_APPEND_RESP, m->from);
         if (resp != NULL) {
             resp->reject = true;
@@ -729,7 +729,7 @@ static int handle_append(struct raft *r, const struct raft_message *m)
     }
     uint32_t skip = 0;
     while (skip < m->n_entries && m->index + skip + 1 <= last &&
-           log_term(&r->log, m->index + skip + 1) == m->entries[skip].term) {
+           raft_log_term(&r->log, m->index + skip + 1) == m->entries[skip].term) {
         skip++;
     }
     if (skip < m->n_entries) {
@@ -738,9 +738,9 @@ static int handle_append(struct raft *r, const struct raft_message *m)
             return TS_EPROTO; /* a leader may never rewrite a committed entry */
         }
         if (at <= last) {
-            log_truncate(&r->log, at - 1);
+            raft_log_truncate(&r->log, at - 1);
         }
-        int rc = log_append(&r->log, m->entries + skip, m->n_entries - skip);
+        int rc = raft_log_append(&r->log, m->entries + skip, m->n_entries - skip);
         if (rc != 0) {
             return rc;
         }
@@ -759,7 +759,7 @@ static int handle_append(struct raft *r, const struct raft_message *m)
 
 static void handle_heartbeat(struct raft *r, const struct raft_message *m)
 {
-    raft_index c = m->commit < log_last(&r->log) ? m->commit : log_last(&r->log);
+    raft_index c = m->commit < raft_log_last(&r->log) ? m->commit : raft_log_last(&r->log);
     if (c > r->commit) {
         r->commit = c;
     }
@@ -781,7 +781,7 @@ static void handle_snapshot(struct raft *r, const struct raft_message *m)
     struct raft_message *resp = NULL;
     if (s->index <= r->commit) {
         resp = msg_new(r, true, RAFT_MSG_APPEND_RESP, m->from);
-    } else if (s->index <= log_last(&r->log) && log_term(&r->log, s->index) == s->term) {
+    } else if (s->index <= raft_log_last(&r->log) && raft_log_term(&r->log, s->index) == s->term) {
         r->commit = s->index; /* the log already holds it: fast-forward */
         resp = msg_new(r, true, RAFT_MSG_APPEND_RESP, m->from);
     } else if (raft_conf_role(&s->conf, r->c.id) != 0) {
@@ -792,7 +792,7 @@ static void handle_snapshot(struct raft *r, const struct raft_message *m)
             }
         }
         *r->snap_in = *s;
-        log_restore(&r->log, s->index, s->term);
+        raft_log_restore(&r->log, s->index, s->term);
         r->commit = s->index;
         r->has_install = true;
         apply_conf(r, &s->conf);
@@ -811,7 +811,7 @@ static uint64_t quorum_round(const struct raft *r)
     for (uint32_t i = 0; i < r->conf.n; i++) {
         acked[i] = r->ld->prs[i].id == r->c.id ? r->round : r->ld->prs[i].acked_round;
     }
-    return conf_quorum_value(&r->conf, acked);
+    return raft_conf_quorum_value(&r->conf, acked);
 }
 
 static void deliver_read(struct raft *r, uint64_t ctx, raft_index index, raft_id from)
@@ -879,7 +879,7 @@ static void bcast_heartbeat(struct raft *r, bool quiesce)
 bool raft_lease_valid(const struct raft *r)
 {
     if (r->role != RAFT_LEADER || !r->c.lease_reads || !r->c.check_quorum || r->quiesced ||
-        r->transferee != 0 || log_term(&r->log, r->commit) != r->term) {
+        r->transferee != 0 || raft_log_term(&r->log, r->commit) != r->term) {
         return false;
     }
     uint64_t q = quorum_round(r);
@@ -893,7 +893,7 @@ bool raft_lease_valid(const struct raft *r)
 static int leader_read(struct raft *r, uint64_t ctx, raft_id from)
 {
     struct leader *ld = r->ld;
-    bool term_committed = log_term(&r->log, r->commit) == r->term;
+    bool term_committed = raft_log_term(&r->log, r->commit) == r->term;
     if (term_committed && (single_voter(r) || raft_lease_valid(r))) {
         deliver_read(r, ctx, r->commit, from);
         return 0;
@@ -946,7 +946,7 @@ int raft_read_index(struct raft *r, uint64_t ctx)
 
 static void apply_conf(struct raft *r, const struct raft_conf *c)
 {
-    TS_ASSERT(conf_valid(c));
+    TS_ASSERT(raft_conf_valid(c));
     r->conf = *c;
     memset(r->votes, 0, sizeof r->votes);
     if (r->role == RAFT_PRECANDIDATE || r->role == RAFT_CANDIDATE) {
@@ -977,10 +977,10 @@ static void maybe_leave_joint(struct raft *r)
     }
     struct raft_conf leave;
     uint8_t buf[RAFT_CONF_ENCODED_BYTES_MAX];
-    conf_leave_joint(&r->conf, &leave);
+    raft_conf_leave_joint(&r->conf, &leave);
     uint32_t len = raft_conf_encode(&leave, buf);
     if (append_entry(r, RAFT_ENTRY_CONF, buf, len) == 0) {
-        r->pending_conf_index = log_last(&r->log);
+        r->pending_conf_index = raft_log_last(&r->log);
     }
 }
 
@@ -988,7 +988,7 @@ static bool conf_union_fits(const struct raft_conf *a, const struct raft_conf *b
 {
     uint32_t n = a->n;
     for (uint32_t i = 0; i < b->n; i++) {
-        n += conf_index_of(a, b->m[i].id) < 0;
+        n += raft_conf_index_of(a, b->m[i].id) < 0;
     }
     return n <= TS_RAFT_MEMBERS_MAX;
 }
@@ -1004,22 +1004,22 @@ int raft_propose_conf(struct raft *r, const struct raft_change *changes, size_t 
         return TS_EUNAVAIL;
     }
     struct raft_conf next, target;
-    if (n == 0 || conf_apply_changes(&r->conf, changes, n, &next) != 0) {
+    if (n == 0 || raft_conf_apply_changes(&r->conf, changes, n, &next) != 0) {
         return TS_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         if (changes[i].type == RAFT_ADD_VOTER &&
             raft_conf_role(&r->conf, changes[i].id) == RAFT_LEARNER) {
             const struct progress *pr = progress_of(r, changes[i].id);
-            if (pr->match + r->c.promote_lag_max < log_last(&r->log)) {
+            if (pr->match + r->c.promote_lag_max < raft_log_last(&r->log)) {
                 return TS_EINVAL; /* not caught up: promoting it could stall commits */
             }
         }
     }
-    if (conf_voter_diff(&r->conf, &next) <= 1) {
+    if (raft_conf_voter_diff(&r->conf, &next) <= 1) {
         target = next;
     } else if (conf_union_fits(&r->conf, &next)) {
-        conf_make_joint(&r->conf, &next, &target);
+        raft_conf_make_joint(&r->conf, &next, &target);
     } else {
         return TS_EINVAL;
     }
@@ -1030,9 +1030,9 @@ int raft_propose_conf(struct raft *r, const struct raft_change *changes, size_t 
     if (rc != 0) {
         return rc;
     }
-    r->pending_conf_index = log_last(&r->log);
+    r->pending_conf_index = raft_log_last(&r->log);
     if (index_out != NULL) {
-        *index_out = log_last(&r->log);
+        *index_out = raft_log_last(&r->log);
     }
     return 0;
 }
@@ -1063,7 +1063,7 @@ static int check_message(const struct raft *r, const struct raft_message *m)
         }
     }
     if (m->type == RAFT_MSG_SNAPSHOT &&
-        (m->snapshot == NULL || !conf_valid(&m->snapshot->conf) || m->snapshot->term == 0)) {
+        (m->snapshot == NULL || !raft_conf_valid(&m->snapshot->conf) || m->snapshot->term == 0)) {
         return TS_EPROTO;
     }
     return 0;
@@ -1171,7 +1171,7 @@ static int step_leader(struct raft *r, const struct raft_message *m)
             if (m->context > pr->acked_round && m->context <= r->round) {
                 pr->acked_round = m->context;
             }
-            if (pr->match < log_last(&r->log) || pr->sent_commit < r->commit) {
+            if (pr->match < raft_log_last(&r->log) || pr->sent_commit < r->commit) {
                 r->send_pending = true;
             }
             release_reads(r);
@@ -1227,12 +1227,12 @@ static bool quorum_active(struct raft *r)
             pr->recent_active = false;
         }
     }
-    return conf_quorum_value(&r->conf, active) == 1;
+    return raft_conf_quorum_value(&r->conf, active) == 1;
 }
 
 static bool can_quiesce(const struct raft *r)
 {
-    raft_index last = log_last(&r->log);
+    raft_index last = raft_log_last(&r->log);
     if (r->transferee != 0 || raft_conf_joint(&r->conf) || r->pending_conf_index > r->applied ||
         r->ld->reads_n > 0 || r->read_round_needed || r->applied != last || r->commit != last ||
         r->log.stable != last) {
@@ -1319,7 +1319,7 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, raft_index *ind
         return rc;
     }
     if (index_out != NULL) {
-        *index_out = log_last(&r->log);
+        *index_out = raft_log_last(&r->log);
     }
     return 0;
 }
@@ -1343,7 +1343,7 @@ int raft_transfer_leader(struct raft *r, raft_id to)
     }
     r->transferee = to;
     r->election_elapsed = 0;
-    if (progress_of(r, to)->match == log_last(&r->log)) {
+    if (progress_of(r, to)->match == raft_log_last(&r->log)) {
         send_timeout_now(r, to);
     } else {
         r->send_pending = true;
@@ -1357,8 +1357,8 @@ int raft_compact(struct raft *r, raft_index index)
     if (index > r->applied || index < r->log.compact_index) {
         return TS_EINVAL;
     }
-    log_compact(&r->log, index);
-    TS_ASSERT(log_first(&r->log) == index + 1);
+    raft_log_compact(&r->log, index);
+    TS_ASSERT(raft_log_first(&r->log) == index + 1);
     return 0;
 }
 
@@ -1401,7 +1401,7 @@ bool raft_has_ready(const struct raft *r)
     }
     const struct raft_hard_state *p = &r->persisted_hs;
     return r->msgs.n > 0 || r->msgs_after.n > 0 || r->reads_out.n > 0 || r->has_install ||
-           r->log.stable < log_last(&r->log) || r->commit > r->applied || p->term != r->term ||
+           r->log.stable < raft_log_last(&r->log) || r->commit > r->applied || p->term != r->term ||
            p->vote != r->vote || p->commit != r->commit || r->role != r->ready_role ||
            r->lead != r->ready_lead ||
            (r->role == RAFT_LEADER && (r->send_pending || r->read_round_needed));
@@ -1424,15 +1424,15 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
     rd->hard_state = (struct raft_hard_state){r->term, r->vote, r->commit};
     rd->hard_state_changed = memcmp(&rd->hard_state, &r->persisted_hs, sizeof rd->hard_state);
     rd->snapshot = r->has_install ? r->snap_in : NULL;
-    raft_index last = log_last(&r->log);
+    raft_index last = raft_log_last(&r->log);
     if (last > r->log.stable) {
-        rd->entries = log_at(&r->log, r->log.stable + 1);
+        rd->entries = raft_log_at(&r->log, r->log.stable + 1);
         rd->n_entries = (size_t)(last - r->log.stable);
     }
     r->ready_applied_hi = r->has_install ? r->snap_in->index : r->commit;
     if (!r->has_install && r->commit > r->applied) {
         TS_ASSERT(r->applied >= r->log.compact_index);
-        rd->committed = log_at(&r->log, r->applied + 1);
+        rd->committed = raft_log_at(&r->log, r->applied + 1);
         rd->n_committed = (size_t)(r->commit - r->applied);
     }
     rd->msgs = r->msgs.p;
@@ -1452,7 +1452,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
 static void apply_committed_confs(struct raft *r, raft_index from, raft_index to)
 {
     for (raft_index i = from; i <= to; i++) {
-        const struct raft_entry *e = log_at(&r->log, i);
+        const struct raft_entry *e = raft_log_at(&r->log, i);
         if (e->type != RAFT_ENTRY_CONF) {
             continue;
         }
@@ -1522,7 +1522,7 @@ static bool config_valid(const struct raft_config *c)
 
 static int init_bootstrap(struct raft *r, const struct raft_initial *in)
 {
-    if (!conf_valid(in->bootstrap) || raft_conf_joint(in->bootstrap) ||
+    if (!raft_conf_valid(in->bootstrap) || raft_conf_joint(in->bootstrap) ||
         raft_conf_role(in->bootstrap, r->c.id) == 0 || in->n_entries > 0 ||
         in->hard_state.term != 0 || in->compact_index != 0) {
         return TS_EINVAL;
@@ -1530,7 +1530,7 @@ static int init_bootstrap(struct raft *r, const struct raft_initial *in)
     uint8_t buf[RAFT_CONF_ENCODED_BYTES_MAX];
     struct raft_entry e = {.term = 1, .index = 1, .data = buf, .type = RAFT_ENTRY_CONF};
     e.len = raft_conf_encode(in->bootstrap, buf);
-    int rc = log_append(&r->log, &e, 1);
+    int rc = raft_log_append(&r->log, &e, 1);
     if (rc != 0) {
         return rc;
     }
@@ -1550,25 +1550,25 @@ static int init_restart(struct raft *r, const struct raft_initial *in)
     }
     for (size_t i = 0; i < in->n_entries; i++) {
         const struct raft_entry *e = &in->entries[i];
-        if (e->index != in->compact_index + 1 + i || e->term < log_term(&r->log, e->index - 1) ||
-            e->term > in->hard_state.term) {
+        if (e->index != in->compact_index + 1 + i ||
+            e->term < raft_log_term(&r->log, e->index - 1) || e->term > in->hard_state.term) {
             return TS_EINVAL;
         }
     }
-    int rc = log_append(&r->log, in->entries, in->n_entries);
+    int rc = raft_log_append(&r->log, in->entries, in->n_entries);
     if (rc != 0) {
         return rc;
     }
-    r->log.stable = log_last(&r->log);
+    r->log.stable = raft_log_last(&r->log);
     r->term = in->hard_state.term;
     r->vote = in->hard_state.vote;
     r->commit = in->hard_state.commit > in->applied ? in->hard_state.commit : in->applied;
     r->applied = in->applied;
-    if (r->commit > log_last(&r->log) || r->applied < in->compact_index) {
+    if (r->commit > raft_log_last(&r->log) || r->applied < in->compact_index) {
         return TS_EINVAL;
     }
     if (in->conf != NULL) {
-        if (!conf_valid(in->conf)) {
+        if (!raft_conf_valid(in->conf)) {
             return TS_EINVAL;
         }
         r->conf = *in->conf;
@@ -1590,7 +1590,7 @@ int raft_new(const struct raft_config *c, const struct raft_initial *in, struct 
     }
     memset(r, 0, sizeof *r);
     r->c = *c;
-    log_init(&r->log, c->alloc);
+    raft_log_init(&r->log, c->alloc);
     int rc = in->bootstrap != NULL ? init_bootstrap(r, in) : init_restart(r, in);
     if (rc != 0) {
         raft_free(r);
@@ -1610,7 +1610,7 @@ void raft_free(struct raft *r)
         return;
     }
     leader_free(r);
-    log_free(&r->log);
+    raft_log_free(&r->log);
     vec_free(r, &r->msgs, sizeof(struct raft_message));
     vec_free(r, &r->msgs_after, sizeof(struct raft_message));
     vec_free(r, &r->reads_out, sizeof(struct raft_read_state));
@@ -1658,12 +1658,12 @@ raft_index raft_applied_index(const struct raft *r)
 
 raft_index raft_first_index(const struct raft *r)
 {
-    return log_first(&r->log);
+    return raft_log_first(&r->log);
 }
 
 raft_index raft_last_index(const struct raft *r)
 {
-    return log_last(&r->log);
+    return raft_log_last(&r->log);
 }
 
 const struct raft_conf *raft_conf_of(const struct raft *r)
@@ -1678,7 +1678,7 @@ bool raft_quiesced(const struct raft *r)
 
 raft_term raft_term_at(const struct raft *r, raft_index index)
 {
-    return log_term(&r->log, index);
+    return raft_log_term(&r->log, index);
 }
 
 bool raft_progress(const struct raft *r, raft_id peer, struct raft_progress_info *out)
@@ -1697,7 +1697,7 @@ bool raft_progress(const struct raft *r, raft_id peer, struct raft_progress_info
 
 size_t raft_memory_bytes(const struct raft *r)
 {
-    size_t n = sizeof *r + log_memory_bytes(&r->log);
+    size_t n = sizeof *r + raft_log_memory_bytes(&r->log);
     n += (size_t)r->msgs.cap * sizeof(struct raft_message) * 2;
     n += (size_t)r->reads_out.cap * sizeof(struct raft_read_state);
     if (r->ld != NULL) {

@@ -79,9 +79,9 @@
  * heartbeat marked `quiesce` and stops ticking; a follower that receives it with its
  * log matching stops too. raft_tick() on a quiescent group returns at once, and
  * raft_quiesced() lets the shard skip it. Any proposal, read, message (other than a
- * quiesce heartbeat and heartbeat acknowledgements) or raft_wake() wakes it. A quiescent follower cannot notice a
- * dead leader by itself: the shard, which tracks node liveness, calls raft_wake() on
- * the groups whose leader sits on a node it has stopped hearing from.
+ * quiesce heartbeat and heartbeat acknowledgements) or raft_wake() wakes it. A quiescent follower
+ * cannot notice a dead leader by itself: the shard, which tracks node liveness, calls raft_wake()
+ * on the groups whose leader sits on a node it has stopped hearing from.
  *
  * Leases (T§6.4.1). Every heartbeat broadcast is a numbered round; acknowledgements
  * echo the round. A leader holds a lease from the tick it sent the last round a quorum

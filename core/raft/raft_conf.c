@@ -43,7 +43,7 @@ bool raft_conf_joint(const struct raft_conf *c)
     return false;
 }
 
-bool conf_valid(const struct raft_conf *c)
+bool raft_conf_valid(const struct raft_conf *c)
 {
     if (c->n == 0 || c->n > TS_RAFT_MEMBERS_MAX) {
         return false;
@@ -64,7 +64,7 @@ bool conf_valid(const struct raft_conf *c)
 
 uint32_t raft_conf_encode(const struct raft_conf *c, uint8_t *buf)
 {
-    TS_ASSERT(conf_valid(c));
+    TS_ASSERT(raft_conf_valid(c));
     buf[0] = CONF_VERSION;
     buf[1] = (uint8_t)c->n;
     uint8_t *p = buf + 2;
@@ -92,14 +92,14 @@ int raft_conf_decode(const uint8_t *buf, uint32_t len, struct raft_conf *out)
         out->m[i].id = ts_load_le64(buf + 2 + 9 * i);
         out->m[i].role = buf[2 + 9 * i + 8];
     }
-    if (!conf_valid(out)) {
+    if (!raft_conf_valid(out)) {
         memset(out, 0, sizeof *out);
         return TS_EPROTO;
     }
     return 0;
 }
 
-int conf_index_of(const struct raft_conf *c, raft_id id)
+int raft_conf_index_of(const struct raft_conf *c, raft_id id)
 {
     for (uint32_t i = 0; i < c->n; i++) {
         if (c->m[i].id == id) {
@@ -111,14 +111,14 @@ int conf_index_of(const struct raft_conf *c, raft_id id)
 
 uint8_t raft_conf_role(const struct raft_conf *c, raft_id id)
 {
-    int i = conf_index_of(c, id);
+    int i = raft_conf_index_of(c, id);
     return i < 0 ? 0 : c->m[i].role;
 }
 
 /* Sets id's role in c (0 removes it), keeping members sorted. False if c is full. */
 static bool conf_set(struct raft_conf *c, raft_id id, uint8_t role)
 {
-    int at = conf_index_of(c, id);
+    int at = raft_conf_index_of(c, id);
     if (at >= 0) {
         if (role != 0) {
             c->m[at].role = role;
@@ -145,8 +145,8 @@ static bool conf_set(struct raft_conf *c, raft_id id, uint8_t role)
     return true;
 }
 
-int conf_apply_changes(const struct raft_conf *c, const struct raft_change *ch, size_t n,
-                       struct raft_conf *out)
+int raft_conf_apply_changes(const struct raft_conf *c, const struct raft_change *ch, size_t n,
+                            struct raft_conf *out)
 {
     TS_ASSERT(!raft_conf_joint(c));
     *out = *c;
@@ -157,7 +157,7 @@ int conf_apply_changes(const struct raft_conf *c, const struct raft_change *ch, 
         uint8_t role = ch[i].type == RAFT_ADD_VOTER     ? RAFT_VOTER
                        : ch[i].type == RAFT_ADD_LEARNER ? RAFT_LEARNER
                                                         : 0;
-        if (role == 0 && conf_index_of(out, ch[i].id) < 0) {
+        if (role == 0 && raft_conf_index_of(out, ch[i].id) < 0) {
             return TS_EINVAL;
         }
         if (!conf_set(out, ch[i].id, role)) {
@@ -167,10 +167,10 @@ int conf_apply_changes(const struct raft_conf *c, const struct raft_change *ch, 
     if (out->n == c->n && memcmp(out->m, c->m, c->n * sizeof c->m[0]) == 0) {
         return TS_EINVAL; /* nothing changes */
     }
-    return conf_valid(out) ? 0 : TS_EINVAL;
+    return raft_conf_valid(out) ? 0 : TS_EINVAL;
 }
 
-uint32_t conf_voter_diff(const struct raft_conf *a, const struct raft_conf *b)
+uint32_t raft_conf_voter_diff(const struct raft_conf *a, const struct raft_conf *b)
 {
     uint32_t diff = 0;
     for (uint32_t i = 0; i < a->n; i++) {
@@ -179,15 +179,15 @@ uint32_t conf_voter_diff(const struct raft_conf *a, const struct raft_conf *b)
         diff += va != vb;
     }
     for (uint32_t i = 0; i < b->n; i++) {
-        if ((b->m[i].role & RAFT_VOTER) && conf_index_of(a, b->m[i].id) < 0) {
+        if ((b->m[i].role & RAFT_VOTER) && raft_conf_index_of(a, b->m[i].id) < 0) {
             diff++;
         }
     }
     return diff;
 }
 
-void conf_make_joint(const struct raft_conf *old, const struct raft_conf *new_conf,
-                     struct raft_conf *out)
+void raft_conf_make_joint(const struct raft_conf *old, const struct raft_conf *new_conf,
+                          struct raft_conf *out)
 {
     TS_ASSERT(!raft_conf_joint(old) && !raft_conf_joint(new_conf));
     memset(out, 0, sizeof *out);
@@ -215,7 +215,7 @@ void conf_make_joint(const struct raft_conf *old, const struct raft_conf *new_co
     TS_ASSERT(raft_conf_joint(out));
 }
 
-void conf_leave_joint(const struct raft_conf *joint, struct raft_conf *out)
+void raft_conf_leave_joint(const struct raft_conf *joint, struct raft_conf *out)
 {
     memset(out, 0, sizeof *out);
     for (uint32_t i = 0; i < joint->n; i++) {
@@ -231,7 +231,7 @@ void conf_leave_joint(const struct raft_conf *joint, struct raft_conf *out)
         }
     }
     TS_ASSERT(!raft_conf_joint(out));
-    TS_ASSERT(conf_valid(out));
+    TS_ASSERT(raft_conf_valid(out));
 }
 
 /* The majority value of one voter set (members whose role has `bit`). */
@@ -253,7 +253,7 @@ static uint64_t quorum_of(const struct raft_conf *c, const uint64_t *values, uin
     return k == 0 ? UINT64_MAX : v[k / 2];
 }
 
-uint64_t conf_quorum_value(const struct raft_conf *c, const uint64_t *values)
+uint64_t raft_conf_quorum_value(const struct raft_conf *c, const uint64_t *values)
 {
     uint64_t in = quorum_of(c, values, RAFT_VOTER);
     uint64_t out = quorum_of(c, values, RAFT_VOTER_OUTGOING);
@@ -277,7 +277,7 @@ static int vote_of(const struct raft_conf *c, const uint8_t *votes, uint8_t bit)
     return k - rejected < majority ? -1 : 0;
 }
 
-int conf_vote_result(const struct raft_conf *c, const uint8_t *votes)
+int raft_conf_vote_result(const struct raft_conf *c, const uint8_t *votes)
 {
     int in = vote_of(c, votes, RAFT_VOTER);
     int out = vote_of(c, votes, RAFT_VOTER_OUTGOING);

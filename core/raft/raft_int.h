@@ -40,61 +40,61 @@ struct raft_log {
     size_t data_bytes; /* bytes of blocks held */
 };
 
-void log_init(struct raft_log *l, const struct ts_allocator *a);
-void log_free(struct raft_log *l);
-static inline raft_index log_last(const struct raft_log *l)
+void raft_log_init(struct raft_log *l, const struct ts_allocator *a);
+void raft_log_free(struct raft_log *l);
+static inline raft_index raft_log_last(const struct raft_log *l)
 {
     return l->compact_index + l->n;
 }
-static inline raft_index log_first(const struct raft_log *l)
+static inline raft_index raft_log_first(const struct raft_log *l)
 {
     return l->compact_index + 1;
 }
 /* The entry at index (compact_index < index <= last). */
-static inline const struct raft_entry *log_at(const struct raft_log *l, raft_index index)
+static inline const struct raft_entry *raft_log_at(const struct raft_log *l, raft_index index)
 {
     return &l->e[l->head + (size_t)(index - l->compact_index - 1)];
 }
 /* Term at index; 0 when unknown (compacted or beyond the end). */
-raft_term log_term(const struct raft_log *l, raft_index index);
+raft_term raft_log_term(const struct raft_log *l, raft_index index);
 /* Appends copies of entries, which must continue the log (entries[0].index = last+1).
  * Returns 0 or TS_ENOMEM (nothing appended). */
-int log_append(struct raft_log *l, const struct raft_entry *entries, size_t n);
+int raft_log_append(struct raft_log *l, const struct raft_entry *entries, size_t n);
 /* Drops entries after index (index >= compact_index). */
-void log_truncate(struct raft_log *l, raft_index index);
+void raft_log_truncate(struct raft_log *l, raft_index index);
 /* Drops entries up to index (compact_index <= index <= last). */
-void log_compact(struct raft_log *l, raft_index index);
+void raft_log_compact(struct raft_log *l, raft_index index);
 /* Drops everything; the log restarts after (index, term) with nothing unstable. */
-void log_restore(struct raft_log *l, raft_index index, raft_term term);
+void raft_log_restore(struct raft_log *l, raft_index index, raft_term term);
 /* The last index <= index whose term is <= term (T§3.5's fast back-off). */
-raft_index log_conflict_by_term(const struct raft_log *l, raft_index index, raft_term term,
-                                raft_term *term_out);
-size_t log_memory_bytes(const struct raft_log *l);
+raft_index raft_log_conflict_by_term(const struct raft_log *l, raft_index index, raft_term term,
+                                     raft_term *term_out);
+size_t raft_log_memory_bytes(const struct raft_log *l);
 
 /* Configurations (raft_conf.c). */
-bool conf_valid(const struct raft_conf *c);
-int conf_index_of(const struct raft_conf *c, raft_id id);
-static inline bool conf_is_voter(uint8_t role)
+bool raft_conf_valid(const struct raft_conf *c);
+int raft_conf_index_of(const struct raft_conf *c, raft_id id);
+static inline bool raft_conf_is_voter(uint8_t role)
 {
     return (role & (RAFT_VOTER | RAFT_VOTER_OUTGOING)) != 0;
 }
 /* The configuration that results from changes applied to c (not joint). Returns 0,
  * or TS_EINVAL (unknown id removed, nothing changes, no voter left, too many members). */
-int conf_apply_changes(const struct raft_conf *c, const struct raft_change *ch, size_t n,
-                       struct raft_conf *out);
+int raft_conf_apply_changes(const struct raft_conf *c, const struct raft_change *ch, size_t n,
+                            struct raft_conf *out);
 /* Number of voters whose membership differs between two non-joint configurations. */
-uint32_t conf_voter_diff(const struct raft_conf *a, const struct raft_conf *b);
+uint32_t raft_conf_voter_diff(const struct raft_conf *a, const struct raft_conf *b);
 /* The joint configuration going from old to new (both non-joint). */
-void conf_make_joint(const struct raft_conf *old, const struct raft_conf *new_conf,
-                     struct raft_conf *out);
+void raft_conf_make_joint(const struct raft_conf *old, const struct raft_conf *new_conf,
+                          struct raft_conf *out);
 /* The configuration after leaving a joint one. */
-void conf_leave_joint(const struct raft_conf *joint, struct raft_conf *out);
+void raft_conf_leave_joint(const struct raft_conf *joint, struct raft_conf *out);
 /* Quorum over the values (one per member of c, in c's order): the largest value that a
  * majority of the incoming voters, and of the outgoing ones in a joint configuration,
  * have reached. UINT64_MAX when there are no voters. */
-uint64_t conf_quorum_value(const struct raft_conf *c, const uint64_t *values);
+uint64_t raft_conf_quorum_value(const struct raft_conf *c, const uint64_t *values);
 /* Vote outcome over member votes (1 granted, 2 rejected, 0 none): 1 won, -1 lost, 0
  * pending. */
-int conf_vote_result(const struct raft_conf *c, const uint8_t *votes);
+int raft_conf_vote_result(const struct raft_conf *c, const uint8_t *votes);
 
 #endif

@@ -8,7 +8,7 @@
 #include "core/util/assert.h"
 #include "core/util/err.h"
 
-void log_init(struct raft_log *l, const struct ts_allocator *a)
+void raft_log_init(struct raft_log *l, const struct ts_allocator *a)
 {
     TS_ASSERT(a != NULL);
     memset(l, 0, sizeof *l);
@@ -35,7 +35,7 @@ static void block_unref(struct raft_log *l, struct raft_block *b)
     ts_free(l->alloc, b, block_bytes(b->cap));
 }
 
-void log_free(struct raft_log *l)
+void raft_log_free(struct raft_log *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         if (l->blk[l->head + i] != NULL) {
@@ -53,15 +53,15 @@ void log_free(struct raft_log *l)
     memset(l, 0, sizeof *l);
 }
 
-raft_term log_term(const struct raft_log *l, raft_index index)
+raft_term raft_log_term(const struct raft_log *l, raft_index index)
 {
     if (index == l->compact_index) {
         return l->compact_term;
     }
-    if (index < l->compact_index || index > log_last(l)) {
+    if (index < l->compact_index || index > raft_log_last(l)) {
         return 0;
     }
-    const struct raft_entry *e = log_at(l, index);
+    const struct raft_entry *e = raft_log_at(l, index);
     TS_DASSERT(e->index == index);
     return e->term;
 }
@@ -136,9 +136,9 @@ static struct raft_block *block_for(struct raft_log *l, uint32_t len)
     return b;
 }
 
-int log_append(struct raft_log *l, const struct raft_entry *entries, size_t n)
+int raft_log_append(struct raft_log *l, const struct raft_entry *entries, size_t n)
 {
-    TS_ASSERT(n == 0 || entries[0].index == log_last(l) + 1);
+    TS_ASSERT(n == 0 || entries[0].index == raft_log_last(l) + 1);
     int rc = reserve(l, n);
     if (rc != 0) {
         return rc;
@@ -149,7 +149,7 @@ int log_append(struct raft_log *l, const struct raft_entry *entries, size_t n)
         size_t at = l->head + l->n;
         struct raft_entry *dst = &l->e[at];
         *dst = *src;
-        dst->index = log_last(l) + 1;
+        dst->index = raft_log_last(l) + 1;
         l->blk[at] = NULL;
         if (src->len > 0) {
             struct raft_block *b = block_for(l, src->len);
@@ -167,16 +167,16 @@ int log_append(struct raft_log *l, const struct raft_entry *entries, size_t n)
         l->n++;
     }
     if (done < n) {
-        log_truncate(l, log_last(l) - done);
+        raft_log_truncate(l, raft_log_last(l) - done);
         return TS_ENOMEM;
     }
     return 0;
 }
 
-void log_truncate(struct raft_log *l, raft_index index)
+void raft_log_truncate(struct raft_log *l, raft_index index)
 {
     TS_ASSERT(index >= l->compact_index);
-    while (log_last(l) > index) {
+    while (raft_log_last(l) > index) {
         size_t at = l->head + l->n - 1;
         if (l->blk[at] != NULL) {
             block_unref(l, l->blk[at]);
@@ -186,14 +186,14 @@ void log_truncate(struct raft_log *l, raft_index index)
     if (l->stable > index) {
         l->stable = index;
     }
-    TS_ASSERT(log_last(l) <= index);
+    TS_ASSERT(raft_log_last(l) <= index);
 }
 
-void log_compact(struct raft_log *l, raft_index index)
+void raft_log_compact(struct raft_log *l, raft_index index)
 {
     TS_ASSERT(index >= l->compact_index);
-    TS_ASSERT(index <= log_last(l));
-    raft_term term = log_term(l, index);
+    TS_ASSERT(index <= raft_log_last(l));
+    raft_term term = raft_log_term(l, index);
     while (l->compact_index < index) {
         if (l->blk[l->head] != NULL) {
             block_unref(l, l->blk[l->head]);
@@ -211,9 +211,9 @@ void log_compact(struct raft_log *l, raft_index index)
     }
 }
 
-void log_restore(struct raft_log *l, raft_index index, raft_term term)
+void raft_log_restore(struct raft_log *l, raft_index index, raft_term term)
 {
-    log_truncate(l, l->compact_index);
+    raft_log_truncate(l, l->compact_index);
     TS_ASSERT(l->n == 0);
     l->head = 0;
     l->compact_index = index;
@@ -221,15 +221,15 @@ void log_restore(struct raft_log *l, raft_index index, raft_term term)
     l->stable = index;
 }
 
-raft_index log_conflict_by_term(const struct raft_log *l, raft_index index, raft_term term,
-                                raft_term *term_out)
+raft_index raft_log_conflict_by_term(const struct raft_log *l, raft_index index, raft_term term,
+                                     raft_term *term_out)
 {
-    if (index > log_last(l)) {
+    if (index > raft_log_last(l)) {
         *term_out = 0;
         return index;
     }
     for (;;) {
-        raft_term t = log_term(l, index);
+        raft_term t = raft_log_term(l, index);
         if (t <= term || index <= l->compact_index) {
             *term_out = t;
             return index;
@@ -238,7 +238,7 @@ raft_index log_conflict_by_term(const struct raft_log *l, raft_index index, raft
     }
 }
 
-size_t log_memory_bytes(const struct raft_log *l)
+size_t raft_log_memory_bytes(const struct raft_log *l)
 {
     return l->data_bytes + l->cap * (sizeof *l->e + sizeof *l->blk);
 }
