@@ -79,24 +79,26 @@ static int reserve(struct raft_log *l, size_t n)
         return 0;
     }
     size_t cap = l->cap == 0 ? 8 : l->cap;
-    while (cap < l->head + l->n + n) {
+    while (cap < l->n + n) {
         cap *= 2;
     }
-    struct raft_entry *e = ts_realloc(l->alloc, l->e, l->cap * sizeof *e, cap * sizeof *e);
-    if (e == NULL) {
+    /* Both arrays are allocated before either is replaced, so a failure leaves the log
+     * exactly as it was. */
+    struct raft_entry *e = ts_alloc(l->alloc, cap * sizeof *e);
+    struct raft_block **b = ts_alloc(l->alloc, cap * sizeof *b);
+    if (e == NULL || b == NULL) {
+        ts_free(l->alloc, e, cap * sizeof *e);
+        ts_free(l->alloc, b, cap * sizeof *b);
         return TS_ENOMEM;
     }
-    l->e = e;
-    struct raft_block **b = ts_realloc(l->alloc, l->blk, l->cap * sizeof *b, cap * sizeof *b);
-    if (b == NULL) {
-        /* Keep the larger entry array; only the recorded capacity of blk must stay true. */
-        struct raft_entry *back = ts_realloc(l->alloc, l->e, cap * sizeof *e, l->cap * sizeof *e);
-        if (back != NULL) {
-            l->e = back;
-            return TS_ENOMEM;
-        }
-        TS_ASSERT(!"raft log: cannot shrink the entry array back");
+    if (l->n > 0) {
+        memcpy(e, l->e + l->head, l->n * sizeof *e);
+        memcpy(b, l->blk + l->head, l->n * sizeof *b);
     }
+    ts_free(l->alloc, l->e, l->cap * sizeof *e);
+    ts_free(l->alloc, l->blk, l->cap * sizeof *b);
+    l->e = e;
+    l->head = 0;
     l->blk = b;
     l->cap = cap;
     return 0;
