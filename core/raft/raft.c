@@ -35,6 +35,7 @@ struct progress {
     uint8_t state;
     bool recent_active;
     bool probe_sent;
+    bool send_empty;      /* send an APPEND even with nothing new: it exposes lost ones */
     struct inflight *inf; /* ring of APPENDs in flight (REPLICATE) */
     uint32_t inf_cap;
     uint32_t inf_start;
@@ -212,12 +213,23 @@ static bool single_voter(const struct raft *r)
     return voters == 1 && raft_conf_role(&r->conf, r->c.id) == RAFT_VOTER;
 }
 
-static void wake(struct raft *r)
+/* Wakes a quiescent group. A follower woken by anything but its leader wakes the
+ * leader too (an acknowledgement of its commit index), or the leader would stay silent
+ * while the follower's election clock runs. Returns whether the group was quiescent. */
+static bool wake(struct raft *r, raft_id by)
 {
-    if (r->quiesced) {
-        r->quiesced = false;
-        r->round_floor = r->round + 1; /* ticks stood still: the lease needs a new round */
+    if (!r->quiesced) {
+        return false;
     }
+    r->quiesced = false;
+    r->round_floor = r->round + 1; /* ticks stood still: the lease needs a new round */
+    if (r->role != RAFT_LEADER && r->lead != 0 && by != r->lead) {
+        struct raft_message *m = msg_new(r, false, RAFT_MSG_APPEND_RESP, r->lead);
+        if (m != NULL) {
+            m->index = r->commit;
+        }
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------------ leader state */
@@ -342,6 +354,14 @@ static void inflight_free_to(struct progress *pr, raft_index index)
         pr->inf_start = (pr->inf_start + 1) % pr->inf_cap;
         pr->inf_count--;
     }
+}
+
+static void inflight_free_first(struct progress *pr)
+{
+    TS_ASSERT(pr->inf_count > 0);
+    pr->inf_bytes -= pr->inf[pr->inf_start].bytes;
+    pr->inf_start = (pr->inf_start + 1) % pr->inf_cap;
+    pr->inf_count--;
 }
 
 static bool progress_paused(const struct raft *r, const struct progress *pr)
@@ -588,7 +608,7 @@ static bool send_one_append(struct raft *r, struct progress *pr)
         bytes += len;
         n++;
     }
-    if (n == 0 && pr->sent_commit >= r->commit) {
+    if (n == 0 && pr->sent_commit >= r->commit && !pr->send_empty) {
         return false;
     }
     if (n > 0 && pr->state == RAFT_REPLICATE && !inflight_add(r, pr, prev + n, bytes)) {
@@ -604,6 +624,7 @@ static bool send_one_append(struct raft *r, struct progress *pr)
     m->entries = n > 0 ? raft_log_at(&r->log, prev + 1) : NULL;
     m->n_entries = n;
     pr->sent_commit = r->commit;
+    pr->send_empty = false;
     if (pr->state == RAFT_PROBE) {
         pr->probe_sent = true;
         return false;
@@ -923,7 +944,7 @@ static int leader_read(struct raft *r, uint64_t ctx, raft_id from)
 int raft_read_index(struct raft *r, uint64_t ctx)
 {
     TS_ASSERT(!r->in_ready);
-    wake(r);
+    wake(r, r->c.id);
     if (r->role == RAFT_LEADER) {
         if (r->transferee != 0) {
             return TS_EUNAVAIL;
@@ -1023,7 +1044,7 @@ int raft_propose_conf(struct raft *r, const struct raft_change *changes, size_t 
     } else {
         return TS_EINVAL;
     }
-    wake(r);
+    wake(r, r->c.id);
     uint8_t buf[RAFT_CONF_ENCODED_BYTES_MAX];
     uint32_t len = raft_conf_encode(&target, buf);
     int rc = append_entry(r, RAFT_ENTRY_CONF, buf, len);
@@ -1171,7 +1192,17 @@ static int step_leader(struct raft *r, const struct raft_message *m)
             if (m->context > pr->acked_round && m->context <= r->round) {
                 pr->acked_round = m->context;
             }
-            if (pr->match < raft_log_last(&r->log) || pr->sent_commit < r->commit) {
+            if (pr->match < raft_log_last(&r->log)) {
+                /* APPENDs or their answers may have been lost (P§5.3: retry until the
+                 * follower has everything): make room in a full window and send an
+                 * APPEND after the last one sent; a follower that lacks it rejects it,
+                 * which resets next (etcd does the same). */
+                if (pr->state == RAFT_REPLICATE && pr->inf_count > 0 && inflight_full(r, pr)) {
+                    inflight_free_first(pr);
+                }
+                pr->send_empty = true;
+                r->send_pending = true;
+            } else if (pr->sent_commit < r->commit) {
                 r->send_pending = true;
             }
             release_reads(r);
@@ -1196,7 +1227,7 @@ int raft_step(struct raft *r, const struct raft_message *m)
     }
     /* The last heartbeat and its acknowledgements do not wake a quiescent group. */
     if (!(m->type == RAFT_MSG_HEARTBEAT && m->quiesce) && m->type != RAFT_MSG_HEARTBEAT_RESP) {
-        wake(r);
+        wake(r, m->from);
     }
     if (!step_term(r, m)) {
         return 0;
@@ -1313,7 +1344,7 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, raft_index *ind
     if (r->uncommitted_bytes > 0 && r->uncommitted_bytes + len > r->c.uncommitted_bytes_max) {
         return TS_EFULL;
     }
-    wake(r);
+    wake(r, r->c.id);
     int rc = append_entry(r, RAFT_ENTRY_NORMAL, data, len);
     if (rc != 0) {
         return rc;
@@ -1337,7 +1368,7 @@ int raft_transfer_leader(struct raft *r, raft_id to)
     if (!(raft_conf_role(&r->conf, to) & RAFT_VOTER)) {
         return TS_EINVAL;
     }
-    wake(r);
+    wake(r, r->c.id);
     if (r->transferee == to) {
         return 0;
     }
@@ -1389,7 +1420,7 @@ void raft_report_unreachable(struct raft *r, raft_id peer)
 void raft_wake(struct raft *r)
 {
     TS_ASSERT(!r->in_ready);
-    wake(r);
+    wake(r, 0);
 }
 
 /* ------------------------------------------------------------------ ready / advance */
@@ -1550,8 +1581,8 @@ static int init_restart(struct raft *r, const struct raft_initial *in)
     }
     for (size_t i = 0; i < in->n_entries; i++) {
         const struct raft_entry *e = &in->entries[i];
-        if (e->index != in->compact_index + 1 + i ||
-            e->term < raft_log_term(&r->log, e->index - 1) || e->term > in->hard_state.term) {
+        raft_term prev = i == 0 ? in->compact_term : in->entries[i - 1].term;
+        if (e->index != in->compact_index + 1 + i || e->term < prev || e->term == 0) {
             return TS_EINVAL;
         }
     }
@@ -1562,6 +1593,13 @@ static int init_restart(struct raft *r, const struct raft_initial *in)
     r->log.stable = raft_log_last(&r->log);
     r->term = in->hard_state.term;
     r->vote = in->hard_state.vote;
+    if (last_term(r) > r->term) {
+        /* Entries of a ready became durable but its hard state did not (a torn write).
+         * Nothing of that ready was acknowledged or voted on, so take the entries' term
+         * with no vote: a term must never be below a term in the log. */
+        r->term = last_term(r);
+        r->vote = 0;
+    }
     r->commit = in->hard_state.commit > in->applied ? in->hard_state.commit : in->applied;
     r->applied = in->applied;
     if (r->commit > raft_log_last(&r->log) || r->applied < in->compact_index) {
@@ -1573,7 +1611,7 @@ static int init_restart(struct raft *r, const struct raft_initial *in)
         }
         r->conf = *in->conf;
     }
-    r->persisted_hs = (struct raft_hard_state){r->term, r->vote, r->commit};
+    r->persisted_hs = in->hard_state; /* a raised term is persisted by the first ready */
     return 0;
 }
 

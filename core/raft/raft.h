@@ -66,10 +66,12 @@
  * (index and term of the last entry folded into the state machine's persisted image),
  * the entries after it, the applied index of the state machine and the configuration
  * as of that applied index. Committed entries after `applied` are given again in the
- * first readies. A new group is bootstrapped by giving every initial member the same
- * `bootstrap` configuration: raft writes it as entry 1 (term 1), already committed. A
- * replica added later starts empty (no configuration) and learns everything from the
- * leader.
+ * first readies. A ready's entries must become durable no later than its hard state (a
+ * torn write may keep entries without the hard state, never a commit index without its
+ * entries); raft_new() then takes the term of the last entry, with no vote. A new group is
+ * bootstrapped by giving every initial member the same `bootstrap` configuration: raft writes it as
+ * entry 1 (term 1), already committed. A replica added later starts empty (no configuration) and
+ * learns everything from the leader.
  *
  * Many groups (a shard hosts thousands). Messages carry the group id. Heartbeats are
  * separate message types with no entries (RAFT_MSG_HEARTBEAT, _RESP) so that the
