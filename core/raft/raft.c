@@ -755,9 +755,7 @@ static int handle_append(struct raft *r, const struct raft_message *m)
     }
     if (skip < m->n_entries) {
         raft_index at = m->index + skip + 1;
-        if (at <= r->commit) {
-            return TS_EPROTO; /* a leader may never rewrite a committed entry */
-        }
+        TS_ASSERT(at > r->commit); /* m->index >= commit: committed entries all matched */
         if (at <= last) {
             raft_log_truncate(&r->log, at - 1);
         }
