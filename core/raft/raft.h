@@ -92,12 +92,19 @@
  * heard from the leader within election_ticks refuse votes (CheckQuorum), so no other
  * leader can exist while the lease holds, as long as tick rates differ by less than
  * lease_drift_ticks per election timeout. The same rounds confirm ReadIndex reads.
+ * A replica that has just started refuses votes for one election timeout too, since it
+ * may have heard from a leader just before it stopped. A quiescent leader holds no
+ * lease (its ticks stand still while time passes): a read wakes it and goes through a
+ * round acknowledged after the wake. A quiescent leader does not check its quorum
+ * either; followers and the shard's node liveness wake it (see Quiescence).
  *
  * Errors: raft_propose*() and raft_read_index() return TS_ENOTLEADER (raft_leader()
- * gives the leader hint, 0 when unknown), TS_EUNAVAIL (leader transfer in progress, or
- * no entry of the current term committed yet for a configuration change), TS_ETOOBIG
+ * gives the leader hint, 0 when unknown), TS_EUNAVAIL (leader transfer in progress; for
+ * a configuration change also: another change is pending, the configuration is joint,
+ * or the leader's no-op of its term is not applied yet), TS_ETOOBIG
  * (entry over TS_RAFT_ENTRY_BYTES_MAX), TS_EFULL (uncommitted bytes or pending reads
- * over their limits), TS_EINVAL (an impossible configuration change), TS_ENOMEM.
+ * over their limits), TS_EINVAL (an impossible configuration change, or promoting a
+ * learner more than promote_lag_max entries behind), TS_ENOMEM.
  *
  * Thread safety: none; an instance belongs to one shard.
  */
