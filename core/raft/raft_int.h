@@ -12,10 +12,13 @@
 
 #include "core/raft/raft.h"
 
-/* Data block size: large enough that a block serves hundreds of small commands, small
- * enough that an idle group holding one entry wastes little. Entries above a quarter of
- * it get a block of their own. */
+/* Data blocks grow from RAFT_BLOCK_BYTES_MIN, doubling while a group keeps filling
+ * them, to RAFT_BLOCK_BYTES: an idle group holding one configuration entry costs a small
+ * block, a busy one serves hundreds of commands per 16 KiB allocation. Entries above a
+ * quarter of the largest size get a block of their own. A block is freed as soon as no
+ * entry uses it. */
 #define RAFT_BLOCK_BYTES (16u * 1024u)
+#define RAFT_BLOCK_BYTES_MIN 256u
 /* Heartbeat rounds remembered for leases (round -> tick it was sent). */
 #define RAFT_ROUND_RING 64u
 
@@ -37,7 +40,8 @@ struct raft_log {
     raft_term compact_term;
     raft_index stable; /* last index known persisted (updated at advance) */
     struct raft_block *cur;
-    size_t data_bytes; /* bytes of blocks held */
+    uint32_t next_block_bytes; /* size of the next shared block */
+    size_t data_bytes;         /* bytes of blocks held */
 };
 
 void raft_log_init(struct raft_log *l, const struct ts_allocator *a);

@@ -28,8 +28,8 @@ static void block_unref(struct raft_log *l, struct raft_block *b)
         return;
     }
     if (b == l->cur) {
-        b->used = 0; /* the current block is reused from its start */
-        return;
+        l->cur = NULL;
+        l->next_block_bytes = RAFT_BLOCK_BYTES_MIN; /* the group went quiet: start small */
     }
     l->data_bytes -= block_bytes(b->cap);
     ts_free(l->alloc, b, block_bytes(b->cap));
@@ -121,14 +121,21 @@ static struct raft_block *block_for(struct raft_log *l, uint32_t len)
     if (l->cur != NULL && l->cur->cap - l->cur->used >= len) {
         return l->cur;
     }
-    struct raft_block *b = ts_alloc(l->alloc, block_bytes(RAFT_BLOCK_BYTES));
+    uint32_t cap = l->next_block_bytes < RAFT_BLOCK_BYTES_MIN ? RAFT_BLOCK_BYTES_MIN
+                                                              : l->next_block_bytes;
+    while (cap < len) {
+        cap *= 2;
+    }
+    TS_ASSERT(cap <= RAFT_BLOCK_BYTES);
+    struct raft_block *b = ts_alloc(l->alloc, block_bytes(cap));
     if (b == NULL) {
         return NULL;
     }
     b->refs = 0;
     b->used = 0;
-    b->cap = RAFT_BLOCK_BYTES;
-    l->data_bytes += block_bytes(RAFT_BLOCK_BYTES);
+    b->cap = cap;
+    l->data_bytes += block_bytes(cap);
+    l->next_block_bytes = cap * 2 < RAFT_BLOCK_BYTES ? cap * 2 : RAFT_BLOCK_BYTES;
     struct raft_block *old = l->cur;
     l->cur = b;
     if (old != NULL && old->refs == 0) {
