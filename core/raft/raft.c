@@ -788,6 +788,7 @@ static void handle_heartbeat(struct raft *r, const struct raft_message *m)
     }
     if (m->quiesce && m->from == r->lead && r->commit == m->commit) {
         r->quiesced = true;
+        raft_log_trim(&r->log);
     }
 }
 
@@ -1301,6 +1302,9 @@ static void tick_leader(struct raft *r)
         bool quiesce = can_quiesce(r);
         bcast_heartbeat(r, quiesce);
         r->quiesced = quiesce;
+        if (quiesce) {
+            raft_log_trim(&r->log);
+        }
     }
 }
 

@@ -16,7 +16,8 @@
  * them, to RAFT_BLOCK_BYTES: an idle group holding one configuration entry costs a small
  * block, a busy one serves hundreds of commands per 16 KiB allocation. Entries above a
  * quarter of the largest size get a block of their own. A block is freed as soon as no
- * entry uses it. */
+ * entry uses it, except the current one, which a busy group reuses; it is freed (and
+ * the sizes start small again) when the group goes quiescent. */
 #define RAFT_BLOCK_BYTES (16u * 1024u)
 #define RAFT_BLOCK_BYTES_MIN 256u
 /* Heartbeat rounds remembered for leases (round -> tick it was sent). */
@@ -73,6 +74,9 @@ void raft_log_restore(struct raft_log *l, raft_index index, raft_term term);
 /* The last index <= index whose term is <= term (T§3.5's fast back-off). */
 raft_index raft_log_conflict_by_term(const struct raft_log *l, raft_index index, raft_term term,
                                      raft_term *term_out);
+/* Gives back memory a quiet group does not need: an unused data block, and array
+ * capacity beyond twice the entries held. */
+void raft_log_trim(struct raft_log *l);
 size_t raft_log_memory_bytes(const struct raft_log *l);
 
 /* Configurations (raft_conf.c). */

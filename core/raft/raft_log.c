@@ -28,8 +28,8 @@ static void block_unref(struct raft_log *l, struct raft_block *b)
         return;
     }
     if (b == l->cur) {
-        l->cur = NULL;
-        l->next_block_bytes = RAFT_BLOCK_BYTES_MIN; /* the group went quiet: start small */
+        b->used = 0; /* a busy group reuses its block; raft_log_trim() frees it */
+        return;
     }
     l->data_bytes -= block_bytes(b->cap);
     ts_free(l->alloc, b, block_bytes(b->cap));
@@ -121,8 +121,8 @@ static struct raft_block *block_for(struct raft_log *l, uint32_t len)
     if (l->cur != NULL && l->cur->cap - l->cur->used >= len) {
         return l->cur;
     }
-    uint32_t cap = l->next_block_bytes < RAFT_BLOCK_BYTES_MIN ? RAFT_BLOCK_BYTES_MIN
-                                                              : l->next_block_bytes;
+    uint32_t cap =
+        l->next_block_bytes < RAFT_BLOCK_BYTES_MIN ? RAFT_BLOCK_BYTES_MIN : l->next_block_bytes;
     while (cap < len) {
         cap *= 2;
     }
@@ -245,6 +245,37 @@ raft_index raft_log_conflict_by_term(const struct raft_log *l, raft_index index,
         }
         index--;
     }
+}
+
+void raft_log_trim(struct raft_log *l)
+{
+    if (l->cur != NULL && l->cur->refs == 0) {
+        l->data_bytes -= block_bytes(l->cur->cap);
+        ts_free(l->alloc, l->cur, block_bytes(l->cur->cap));
+        l->cur = NULL;
+    }
+    l->next_block_bytes = RAFT_BLOCK_BYTES_MIN;
+    size_t cap = l->n < 8 ? 8 : l->n;
+    if (l->cap <= 2 * cap) {
+        return;
+    }
+    struct raft_entry *e = ts_alloc(l->alloc, cap * sizeof *e);
+    struct raft_block **b = ts_alloc(l->alloc, cap * sizeof *b);
+    if (e == NULL || b == NULL) {
+        ts_free(l->alloc, e, cap * sizeof *e);
+        ts_free(l->alloc, b, cap * sizeof *b);
+        return; /* keeping the larger arrays is fine */
+    }
+    if (l->n > 0) {
+        memcpy(e, l->e + l->head, l->n * sizeof *e);
+        memcpy(b, l->blk + l->head, l->n * sizeof *b);
+    }
+    ts_free(l->alloc, l->e, l->cap * sizeof *e);
+    ts_free(l->alloc, l->blk, l->cap * sizeof *b);
+    l->e = e;
+    l->blk = b;
+    l->head = 0;
+    l->cap = cap;
 }
 
 size_t raft_log_memory_bytes(const struct raft_log *l)

@@ -182,3 +182,26 @@ Test(raft_log, every_allocation_failure_point_is_survived)
         cr_assert_eq(raft_log_last(&lg), ok / 2);
     }
 }
+
+Test(raft_log, trim_gives_back_what_a_quiet_log_does_not_use)
+{
+    for (int i = 0; i < 2000; i++) {
+        cr_assert_eq(put(1, 64), 0);
+    }
+    size_t busy = raft_log_memory_bytes(&lg);
+    raft_log_compact(&lg, 1998);
+    cr_assert(lg.cur != NULL, "a busy group keeps its current block for reuse");
+    raft_log_trim(&lg);
+    cr_assert_leq(lg.cap, 16, "arrays shrink to fit the two entries left: %zu", lg.cap);
+    check_entry(1999, 1, 64);
+    check_entry(2000, 1, 64);
+    /* The two entries left still use their (largest size) block. */
+    cr_assert(raft_log_memory_bytes(&lg) <= RAFT_BLOCK_BYTES + 2048, "%zu of %zu bytes kept",
+              raft_log_memory_bytes(&lg), busy);
+    raft_log_compact(&lg, 2000);
+    raft_log_trim(&lg);
+    cr_assert_eq(lg.data_bytes, 0, "an empty quiet log holds no data block");
+    cr_assert_eq(put(2, 10), 0);
+    check_entry(2001, 2, 10);
+    cr_assert_leq(lg.data_bytes, 512, "and starts again with a small block");
+}
