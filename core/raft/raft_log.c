@@ -66,6 +66,33 @@ raft_term raft_log_term(const struct raft_log *l, raft_index index)
     return e->term;
 }
 
+/* Moves the entries to arrays of cap slots (>= n), starting at slot 0. Both arrays are
+ * allocated before either is replaced, so a failure leaves the log exactly as it was.
+ * Returns 0 or TS_ENOMEM. */
+static int resize(struct raft_log *l, size_t cap)
+{
+    TS_ASSERT(cap >= l->n);
+    struct raft_entry *e = ts_alloc(l->alloc, cap * sizeof *e);
+    struct raft_block **b = ts_alloc(l->alloc, cap * sizeof *b);
+    if (e == NULL || b == NULL) {
+        ts_free(l->alloc, e, cap * sizeof *e);
+        ts_free(l->alloc, b, cap * sizeof *b);
+        return TS_ENOMEM;
+    }
+    if (l->n > 0) {
+        memcpy(e, l->e + l->head, l->n * sizeof *e);
+        memcpy(b, l->blk + l->head, l->n * sizeof *b);
+    }
+    ts_free(l->alloc, l->e, l->cap * sizeof *e);
+    ts_free(l->alloc, l->blk, l->cap * sizeof *b);
+    l->e = e;
+    l->blk = b;
+    l->head = 0;
+    l->cap = cap;
+    TS_ASSERT(l->head + l->n <= l->cap);
+    return 0;
+}
+
 /* Makes room for n more entries at the end of the array. */
 static int reserve(struct raft_log *l, size_t n)
 {
@@ -82,26 +109,7 @@ static int reserve(struct raft_log *l, size_t n)
     while (cap < l->n + n) {
         cap *= 2;
     }
-    /* Both arrays are allocated before either is replaced, so a failure leaves the log
-     * exactly as it was. */
-    struct raft_entry *e = ts_alloc(l->alloc, cap * sizeof *e);
-    struct raft_block **b = ts_alloc(l->alloc, cap * sizeof *b);
-    if (e == NULL || b == NULL) {
-        ts_free(l->alloc, e, cap * sizeof *e);
-        ts_free(l->alloc, b, cap * sizeof *b);
-        return TS_ENOMEM;
-    }
-    if (l->n > 0) {
-        memcpy(e, l->e + l->head, l->n * sizeof *e);
-        memcpy(b, l->blk + l->head, l->n * sizeof *b);
-    }
-    ts_free(l->alloc, l->e, l->cap * sizeof *e);
-    ts_free(l->alloc, l->blk, l->cap * sizeof *b);
-    l->e = e;
-    l->head = 0;
-    l->blk = b;
-    l->cap = cap;
-    return 0;
+    return resize(l, cap);
 }
 
 /* Returns a block with room for len bytes (the current one, a fresh current one, or a
@@ -256,26 +264,9 @@ void raft_log_trim(struct raft_log *l)
     }
     l->next_block_bytes = RAFT_BLOCK_BYTES_MIN;
     size_t cap = l->n < 8 ? 8 : l->n;
-    if (l->cap <= 2 * cap) {
-        return;
+    if (l->cap > 2 * cap) {
+        (void)resize(l, cap); /* on failure the larger arrays stay, which is fine */
     }
-    struct raft_entry *e = ts_alloc(l->alloc, cap * sizeof *e);
-    struct raft_block **b = ts_alloc(l->alloc, cap * sizeof *b);
-    if (e == NULL || b == NULL) {
-        ts_free(l->alloc, e, cap * sizeof *e);
-        ts_free(l->alloc, b, cap * sizeof *b);
-        return; /* keeping the larger arrays is fine */
-    }
-    if (l->n > 0) {
-        memcpy(e, l->e + l->head, l->n * sizeof *e);
-        memcpy(b, l->blk + l->head, l->n * sizeof *b);
-    }
-    ts_free(l->alloc, l->e, l->cap * sizeof *e);
-    ts_free(l->alloc, l->blk, l->cap * sizeof *b);
-    l->e = e;
-    l->blk = b;
-    l->head = 0;
-    l->cap = cap;
 }
 
 size_t raft_log_memory_bytes(const struct raft_log *l)

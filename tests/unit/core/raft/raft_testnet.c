@@ -903,3 +903,18 @@ void tn_check(const struct tn *tn)
         }
     }
 }
+
+void tn_start_elected(struct tn *tn)
+{
+    tn_start(tn);
+    tn_age(tn, 1, tn->cfg.election_ticks);
+    cr_assert(tn_elect(tn, 1), "node 1 was elected");
+    cr_assert_eq(raft_role_of(tn_raft(tn, 1)), RAFT_LEADER);
+}
+
+void tn_start_check_quorum(struct tn *tn, uint32_t n, uint64_t seed)
+{
+    tn_init(tn, n, seed);
+    tn->cfg.check_quorum = true;
+    tn_start_elected(tn);
+}

@@ -206,6 +206,11 @@ void tn_set_tap(struct tn *tn, tn_tap_fn tap, void *ctx);
  * after it starts (it may have heard from a leader before a restart), so a test ages
  * the others by an election timeout before the group's first election. */
 void tn_age(struct tn *tn, raft_id except, uint32_t ticks);
+/* Starts every node, lets the vote refusal of fresh replicas pass (T§4.2.3 with
+ * CheckQuorum, raft.h) by ageing all but node 1, and elects node 1. */
+void tn_start_elected(struct tn *tn);
+/* tn_init(n, seed) with CheckQuorum on, then tn_start_elected(). */
+void tn_start_check_quorum(struct tn *tn, uint32_t n, uint64_t seed);
 /* Ticks node id (waking it first if quiescent), delivering after every tick, until it is
  * leader; false if it is not after 20 maximal election timeouts. */
 bool tn_elect(struct tn *tn, raft_id id);

@@ -385,11 +385,7 @@ Test(raft_election, check_quorum_isolated_leader_steps_down)
      * without raising its term. (It has a proposal in flight, so it cannot quiesce: a
      * quiescent leader does not tick, raft.h.) */
     struct tn tn;
-    tn_init(&tn, 3, 117);
-    tn.cfg.check_quorum = true;
-    tn_start(&tn);
-    tn_age(&tn, 1, E);
-    cr_assert(tn_elect(&tn, 1));
+    tn_start_check_quorum(&tn, 3, 117);
     raft_term t = term(&tn, 1);
     tn_isolate(&tn, 1);
     cr_assert_eq(tn_propose(&tn, 1, "stranded"), 0);
@@ -410,11 +406,7 @@ Test(raft_election, check_quorum_leader_with_a_quorum_stays)
     /* T§6.2: a leader that hears from a quorum (here itself and node 2; node 3 is cut
      * off) keeps its leadership through many election timeouts. */
     struct tn tn;
-    tn_init(&tn, 3, 118);
-    tn.cfg.check_quorum = true;
-    tn_start(&tn);
-    tn_age(&tn, 1, E);
-    cr_assert(tn_elect(&tn, 1));
+    tn_start_check_quorum(&tn, 3, 118);
     raft_term t = term(&tn, 1);
     tn_cut(&tn, 1, 3);
     tn_run(&tn, 5 * E);
@@ -431,11 +423,7 @@ Test(raft_election, check_quorum_follower_ignores_votes_within_the_lease)
      * minimum election timeout ignores a vote request: it neither adopts the term nor
      * grants. A request marked `force` (a leadership transfer, T§3.10) is honoured. */
     struct tn tn;
-    tn_init(&tn, 3, 119);
-    tn.cfg.check_quorum = true;
-    tn_start(&tn);
-    tn_age(&tn, 1, E);
-    cr_assert(tn_elect(&tn, 1));
+    tn_start_check_quorum(&tn, 3, 119);
     tn_tick(&tn, 1, 1);
     tn_deliver_all(&tn);
     raft_term t = term(&tn, 2);
@@ -461,11 +449,7 @@ Test(raft_election, check_quorum_follower_votes_after_the_lease)
     /* T§4.2.3: once an election timeout passed without word from the leader, the
      * follower takes vote requests again. */
     struct tn tn;
-    tn_init(&tn, 3, 120);
-    tn.cfg.check_quorum = true;
-    tn_start(&tn);
-    tn_age(&tn, 1, E);
-    cr_assert(tn_elect(&tn, 1));
+    tn_start_check_quorum(&tn, 3, 120);
     raft_term t = term(&tn, 2);
     tn_isolate(&tn, 1);
     raft_wake(tn_raft(&tn, 2));
@@ -565,9 +549,7 @@ Test(raft_election, prevote_and_check_quorum_followers_replace_an_isolated_leade
     tn_init(&tn, 3, 123);
     tn.cfg.pre_vote = true;
     tn.cfg.check_quorum = true;
-    tn_start(&tn);
-    tn_age(&tn, 1, E);
-    cr_assert(tn_elect(&tn, 1));
+    tn_start_elected(&tn);
     raft_term t = term(&tn, 1);
     tn_isolate(&tn, 1);
     cr_assert_eq(tn_propose(&tn, 1, "stranded"), 0, "work keeps the old leader awake");
@@ -600,9 +582,7 @@ Test(raft_election, transfer_timeout_now_campaigns_at_once_within_the_lease)
     tn_init(&tn, 3, 124);
     tn.cfg.pre_vote = true;
     tn.cfg.check_quorum = true;
-    tn_start(&tn);
-    tn_age(&tn, 1, E);
-    cr_assert(tn_elect(&tn, 1));
+    tn_start_elected(&tn);
     tn_tick(&tn, 1, 1);
     tn_deliver_all(&tn);
     raft_term t = term(&tn, 1);

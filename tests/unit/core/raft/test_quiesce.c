@@ -182,9 +182,7 @@ Test(raft_quiesce, wake_with_prevote_and_check_quorum_elects)
     tn_init(&tn, 3, 705);
     tn.cfg.pre_vote = true;
     tn.cfg.check_quorum = true;
-    tn_start(&tn);
-    tn_age(&tn, 1, E);
-    cr_assert(tn_elect(&tn, 1));
+    tn_start_elected(&tn);
     cr_assert_eq(tn_propose(&tn, 1, "x"), 0);
     tn_deliver_all(&tn);
     settle(&tn);
@@ -264,9 +262,7 @@ Test(raft_quiesce, quiescent_leader_holds_no_lease)
     tn_init(&tn, 3, 708);
     tn.cfg.check_quorum = true;
     tn.cfg.lease_reads = true;
-    tn_start(&tn);
-    tn_age(&tn, 1, E); /* past the vote refusal that follows a start */
-    cr_assert(tn_elect(&tn, 1));
+    tn_start_elected(&tn);
     cr_assert_eq(tn_propose(&tn, 1, "x"), 0);
     tn_deliver_all(&tn);
     cr_assert_eq(raft_read_index(R(&tn, 1), 1), 0);
