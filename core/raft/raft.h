@@ -121,7 +121,10 @@
 
 struct raft; /* one replica of one group; opaque */
 
-typedef uint64_t raft_id;    /* a replica id, unique within its group; 0 means none */
+/* A replica id, unique within its group and never reused there: a replica removed and
+ * added again gets a new id (a stale log could still count the old id as a voter, and
+ * the new, empty replica would vote as it). 0 means none. */
+typedef uint64_t raft_id;
 typedef uint64_t raft_term;  /* a term; 0 before any election */
 typedef uint64_t raft_index; /* a log index; the first entry is 1, 0 means none */
 
