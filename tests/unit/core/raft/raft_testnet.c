@@ -590,6 +590,10 @@ static bool deliver_one(struct tn *tn)
     tn->delivered[c->m.type]++;
     tn->rejects[c->m.type] += c->m.reject;
     int rc = raft_step(nd->r, &c->m);
+    if (rc == TS_ENOMEM && tn->enomem_ok) {
+        tn->enomem++; /* refused whole, like a lost message */
+        rc = 0;
+    }
     cr_assert_eq(rc, 0, SEED_FMT "raft_step(node %llu, %s from %llu) = %s", SEED(tn), U(to),
                  raft_msg_type_name(c->m.type), U(from), ts_errname(rc));
     note_leader(tn, to);

@@ -131,6 +131,10 @@ struct tn {
     uint32_t delivered[RAFT_MSG_TYPES_];
     uint32_t rejects[RAFT_MSG_TYPES_]; /* delivered responses with reject set */
     uint32_t dropped;
+    /* Allocation failure tests: a raft_step() that returns TS_ENOMEM drops the message
+     * (counted) instead of failing the test. */
+    bool enomem_ok;
+    uint32_t enomem;
     bool trace; /* the environment variable TN_TRACE is set: print every delivery */
     raft_id leader_of_term[TN_TERMS_MAX];
 };
