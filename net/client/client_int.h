@@ -1,0 +1,182 @@
+/*
+ * net/client internals, shared by client.c (the event core: slots, connections, frames,
+ * retries, timers) and ops.c (one encoder and one decoder per request kind).
+ *
+ * Adding a request kind (issue 7: put, get, ...) touches ops.c only: an encoder that
+ * builds the op table into the client's builder and a decoder that fills the union of
+ * struct tessera_response, plus the public wrapper that calls client_submit().
+ *
+ * Request slots. cfg.inflight_max slots are allocated at tessera_client_new. A request's
+ * id is (sequence << CLIENT_SLOT_BITS) | slot, the sequence counting every submission, so
+ * an answer is matched in O(1) and a late answer to a finished request (after a timeout)
+ * finds its slot reused under another id and is dropped as stale. Id 0 never occurs.
+ *
+ * Slot states:
+ *   FREE    unused;
+ *   WAIT    queued for placement, at ready_ms (now for a first attempt, after the back-off
+ *           for a retry);
+ *   SENT    placed on a connection: its frame is in that connection's output buffer or on
+ *           the wire, and its answer is awaited there.
+ * Every non-FREE slot has a deadline; when it passes the request fails TESSERA_ETIMEOUT
+ * whatever its state. A late answer is stale; bytes already queued are sent anyway.
+ *
+ * Connections: DOWN (no socket), CONNECTING (non-blocking connect under way; requests may
+ * already be queued in its output buffer), UP. Any error (refused, reset, EOF, a frame
+ * that fails verification) closes the socket, returns to DOWN and sends the connection's
+ * SENT requests back to WAIT with a back-off (or fails them TESSERA_EUNAVAIL after
+ * cfg.retries); the endpoint is then avoided for first attempts for one back-off period.
+ *
+ * Single-threaded: everything runs on the caller's thread. Callbacks never run inside a
+ * submit call, and a connection is closed only outside the loop that reads its buffer,
+ * so a callback may submit freely.
+ */
+#ifndef TS_NET_CLIENT_CLIENT_INT_H
+#define TS_NET_CLIENT_CLIENT_INT_H
+
+#include "core/util/rand.h"
+#include "net/client/tessera.h"
+#include "net/proto/proto_gen.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Limits of this module (STYLE R19; kept here because they concern only the client
+ * library, whose public header states them as TESSERA_*_MAX). */
+
+/* Slot index bits in a request id: enough for TESSERA_INFLIGHT_MAX. */
+#define CLIENT_SLOT_BITS 16u
+_Static_assert((1u << CLIENT_SLOT_BITS) >= TESSERA_INFLIGHT_MAX, "slot index fits in an id");
+
+/* A connection's first receive buffer; it grows to the largest frame, up to
+ * TS_FRAME_BYTES_MAX, and is then reused. */
+#define CLIENT_RECV_BYTES_INITIAL (64u * 1024u)
+
+/* recv() calls per connection per processing pass, so one busy connection cannot starve
+ * the others or the timers. */
+#define CLIENT_RECV_CALLS_MAX 16u
+
+/* Longest "host:port" accepted (a DNS name is at most 253 characters). */
+#define CLIENT_ENDPOINT_BYTES_MAX 300u
+
+/* Addresses kept per endpoint from name resolution; a refused connect moves on to the
+ * next one (a name may resolve to ::1 and 127.0.0.1 with a server on only one). */
+#define CLIENT_ENDPOINT_ADDRS_MAX 4u
+
+/* Back-off bounds accepted from a configuration: past a minute a retry is pointless. */
+#define CLIENT_BACKOFF_MS_MAX 60000u
+
+/* Processing passes of one tessera_client_run call before it returns 0 with nothing
+ * completed: a bound on the loop (STYLE R19) when only timers fire and none completes;
+ * in practice the deadline ends it first. */
+#define CLIENT_RUN_PASSES_MAX 1000000u
+
+enum slot_state { SLOT_FREE = 0, SLOT_WAIT, SLOT_SENT };
+enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_UP };
+
+/* A growable byte buffer; data[off, len) is pending. */
+struct cbuf {
+    uint8_t *data;
+    uint32_t off;
+    uint32_t len;
+    uint32_t cap;
+};
+
+struct client_slot {
+    uint64_t id;
+    enum slot_state state;
+    enum tessera_op op;
+    int conn;     /* index into client.conns when SENT, else -1 */
+    int endpoint; /* the endpoint of the last attempt, -1 before the first */
+    uint32_t attempts;
+    int64_t deadline_ms;
+    int64_t ready_ms;  /* WAIT: placement not before this */
+    struct cbuf key;   /* a copy of the routing key (len 0: unkeyed), kept for retries */
+    struct cbuf frame; /* the encoded frame, kept for retries */
+    tessera_response_cb cb;
+    void *data;
+};
+
+struct client_conn {
+    int fd;
+    enum conn_state state;
+    int endpoint;
+    uint32_t sent;               /* requests SENT on this connection */
+    int64_t connect_deadline_ms; /* CONNECTING: fail the attempt at this time */
+    struct cbuf out;
+    struct cbuf in;
+};
+
+struct client_endpoint {
+    struct sockaddr_storage addrs[CLIENT_ENDPOINT_ADDRS_MAX];
+    socklen_t addr_lens[CLIENT_ENDPOINT_ADDRS_MAX];
+    uint32_t addr_count;    /* >= 1 */
+    uint32_t addr_next;     /* the address the next connect uses */
+    int64_t avoid_until_ms; /* a recent failure: first attempts go elsewhere until then */
+    uint32_t failures;      /* consecutive; reset by a successful connect */
+};
+
+struct tessera_client {
+    struct tessera_client_config cfg; /* endpoints cleared; defaults applied */
+    const struct ts_allocator *alloc;
+    struct ts_rand rand;
+    struct proto_builder builder;
+    struct client_endpoint *endpoints;
+    uint32_t endpoint_count;
+    struct client_conn *conns; /* endpoint e owns [e * cpe, (e + 1) * cpe) */
+    uint32_t conn_count;
+    struct pollfd *pfds; /* conn_count entries, for tessera_client_run */
+    struct client_slot *slots;
+    uint32_t slot_count;
+    uint32_t free_count;
+    uint32_t *free_list; /* stack of free slot indexes */
+    uint32_t wait_count; /* slots in SLOT_WAIT */
+    /* Lower bounds of the earliest deadline and of the earliest ready time of a WAIT slot:
+     * the slot scans run only once they are reached, and recompute them. */
+    int64_t next_deadline_ms;
+    int64_t next_ready_ms;
+    uint64_t sequence;
+    uint32_t round_robin;
+    bool in_callback;
+    struct tessera_client_stats stats;
+};
+
+/* What an encoder gives client_submit: the op table's union type and reference. */
+struct client_encoded {
+    uint8_t op_type; /* PROTO_REQUEST_OP_* */
+    proto_ref op;
+};
+
+/* Builds the request's op table into b. Returns 0 or a builder error. */
+typedef int (*client_encode_fn)(struct proto_builder *b, const void *args,
+                                struct client_encoded *out);
+
+/* A request kind: how to encode it and what it is answered with. */
+struct client_request {
+    enum tessera_op op;
+    client_encode_fn encode;
+    const void *args;
+    const uint8_t *key; /* for routing (route hooks), or NULL */
+    uint32_t key_len;
+    uint32_t timeout_ms; /* 0: cfg.request_timeout_ms */
+};
+
+/* tessera_client_new with an allocator of the caller's (tests inject failures with it);
+ * the client borrows alloc, which must outlive it. */
+int client_new_alloc(const struct tessera_client_config *cfg, const struct ts_allocator *alloc,
+                     struct tessera_client **out);
+
+/* Encodes and queues a request. Returns 0 (cb runs exactly once later), TESSERA_EFULL,
+ * TESSERA_ETOOBIG or TESSERA_ENOMEM (cb never runs). */
+int client_submit(struct tessera_client *c, const struct client_request *req,
+                  tessera_response_cb cb, void *data);
+
+/* Fills out->op and out->u from a verified Response for a request of kind op. Returns 0,
+ * or TESSERA_EPROTO when the answer is of another kind. resp is a view into the receive
+ * buffer; out keeps pointing into it. */
+int client_decode_op(enum tessera_op op, struct proto_response resp, struct tessera_response *out);
+
+/* Maps a wire Status to 0 or a TESSERA_E* code. */
+int client_status_to_error(uint16_t status);
+
+#endif
