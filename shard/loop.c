@@ -27,10 +27,10 @@
     } while (0)
 #define LOOP_TAGS 256u
 
-_Static_assert(SHARD_LOOP_CQE_BATCH > 0, "a batch holds at least one CQE");
-_Static_assert(SHARD_LOOP_SQ_ENTRIES_DEFAULT <= SHARD_LOOP_SQ_ENTRIES_MAX, "default fits");
-_Static_assert(SHARD_LOOP_CQ_ENTRIES_DEFAULT <= SHARD_LOOP_CQ_ENTRIES_MAX, "default fits");
-_Static_assert(SHARD_LOOP_TIMERS_MAX < UINT32_MAX, "UINT32_MAX marks an unarmed timer");
+_Static_assert(TS_SHARD_LOOP_CQE_BATCH > 0, "a batch holds at least one CQE");
+_Static_assert(TS_SHARD_LOOP_SQ_ENTRIES_DEFAULT <= TS_SHARD_LOOP_SQ_ENTRIES_MAX, "default fits");
+_Static_assert(TS_SHARD_LOOP_CQ_ENTRIES_DEFAULT <= TS_SHARD_LOOP_CQ_ENTRIES_MAX, "default fits");
+_Static_assert(TS_SHARD_LOOP_TIMERS_MAX < UINT32_MAX, "UINT32_MAX marks an unarmed timer");
 
 struct loop_handler {
     void (*fn)(void *ctx, struct io_uring_cqe *cqe);
@@ -62,7 +62,7 @@ struct shard_loop {
     uint64_t iterations;
     uint32_t cq_entries;
     struct loop_handler handlers[LOOP_TAGS];
-    struct loop_hook hooks[SHARD_LOOP_HOOKS_MAX];
+    struct loop_hook hooks[TS_SHARD_LOOP_HOOKS_MAX];
     uint32_t hooks_n;
     struct shard_loop_inbound inbound;
     void (*control_fn)(void *ctx, uint64_t value, int32_t res);
@@ -237,11 +237,11 @@ int shard_loop_on_iteration(struct shard_loop *l, void (*fn)(void *ctx), void *c
 {
     owner_check(l);
     TS_ASSERT(fn != NULL);
-    if (l->hooks_n == SHARD_LOOP_HOOKS_MAX) {
+    if (l->hooks_n == TS_SHARD_LOOP_HOOKS_MAX) {
         return TS_EFULL;
     }
     l->hooks[l->hooks_n++] = (struct loop_hook){.fn = fn, .ctx = ctx};
-    TS_DASSERT(l->hooks_n <= SHARD_LOOP_HOOKS_MAX);
+    TS_DASSERT(l->hooks_n <= TS_SHARD_LOOP_HOOKS_MAX);
     return 0;
 }
 
@@ -307,7 +307,7 @@ struct io_uring_sqe *shard_loop_sqe(struct shard_loop *l)
     owner_check(l);
     TS_DASSERT(l->ring_fd >= 0);
     struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
-    for (uint32_t i = 0; sqe == NULL && i < SHARD_LOOP_SQE_RETRIES_MAX; i++) {
+    for (uint32_t i = 0; sqe == NULL && i < TS_SHARD_LOOP_SQE_RETRIES_MAX; i++) {
         int rc = io_uring_submit(&l->ring);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             LOOP_LOG(l, WARN, "io_uring_submit: %s", ts_strerror(rc));
@@ -377,9 +377,9 @@ static void dispatch(struct shard_loop *l, const struct cqe_copy *c)
  * while handlers ran) waits for the next iteration. Returns the CQEs dispatched. */
 static uint32_t loop_reap(struct shard_loop *l)
 {
-    struct cqe_copy batch[SHARD_LOOP_CQE_BATCH];
+    struct cqe_copy batch[TS_SHARD_LOOP_CQE_BATCH];
     TS_ASSERT(l->cq_entries > 0);
-    uint32_t rounds = l->cq_entries / SHARD_LOOP_CQE_BATCH + 1;
+    uint32_t rounds = l->cq_entries / TS_SHARD_LOOP_CQE_BATCH + 1;
     uint32_t total = 0;
     for (uint32_t r = 0; r < rounds; r++) {
         uint32_t n = 0;
@@ -387,7 +387,7 @@ static uint32_t loop_reap(struct shard_loop *l)
         struct io_uring_cqe *cqe;
         io_uring_for_each_cqe(&l->ring, head, cqe)
         {
-            if (n == SHARD_LOOP_CQE_BATCH) {
+            if (n == TS_SHARD_LOOP_CQE_BATCH) {
                 break;
             }
             batch[n++] = (struct cqe_copy){cqe->user_data, cqe->res, cqe->flags};
@@ -397,7 +397,7 @@ static uint32_t loop_reap(struct shard_loop *l)
             dispatch(l, &batch[i]);
         }
         total += n;
-        if (n < SHARD_LOOP_CQE_BATCH) {
+        if (n < TS_SHARD_LOOP_CQE_BATCH) {
             return total;
         }
     }
@@ -495,8 +495,8 @@ const struct ts_allocator *shard_loop_allocator(const struct shard_loop *l)
 
 static int ring_init(struct shard_loop *l, uint32_t sq, uint32_t cq)
 {
-    TS_ASSERT(sq > 0 && sq <= SHARD_LOOP_SQ_ENTRIES_MAX);
-    TS_ASSERT(cq >= sq && cq <= SHARD_LOOP_CQ_ENTRIES_MAX);
+    TS_ASSERT(sq > 0 && sq <= TS_SHARD_LOOP_SQ_ENTRIES_MAX);
+    TS_ASSERT(cq >= sq && cq <= TS_SHARD_LOOP_CQ_ENTRIES_MAX);
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
@@ -525,11 +525,11 @@ int shard_loop_create(const struct shard_loop_config *cfg, struct shard_loop **o
     TS_ASSERT(cfg != NULL);
     TS_ASSERT(out != NULL);
     const struct ts_allocator *a = cfg->alloc != NULL ? cfg->alloc : ts_allocator_default();
-    uint32_t sq = or_default(cfg->sq_entries, SHARD_LOOP_SQ_ENTRIES_DEFAULT);
-    uint32_t cq = or_default(cfg->cq_entries, SHARD_LOOP_CQ_ENTRIES_DEFAULT);
+    uint32_t sq = or_default(cfg->sq_entries, TS_SHARD_LOOP_SQ_ENTRIES_DEFAULT);
+    uint32_t cq = or_default(cfg->cq_entries, TS_SHARD_LOOP_CQ_ENTRIES_DEFAULT);
     uint32_t timers = or_default(cfg->timers_max, LOOP_TIMERS_DEFAULT);
-    if (sq > SHARD_LOOP_SQ_ENTRIES_MAX || cq > SHARD_LOOP_CQ_ENTRIES_MAX || cq < sq ||
-        timers > SHARD_LOOP_TIMERS_MAX) {
+    if (sq > TS_SHARD_LOOP_SQ_ENTRIES_MAX || cq > TS_SHARD_LOOP_CQ_ENTRIES_MAX || cq < sq ||
+        timers > TS_SHARD_LOOP_TIMERS_MAX) {
         return -EINVAL;
     }
     struct shard_loop *l = ts_alloc(a, sizeof(*l));

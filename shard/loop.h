@@ -35,41 +35,13 @@
 #define TS_SHARD_LOOP_H
 
 #include "core/util/log.h"
+#include "core/util/limits.h"
 #include "core/util/mem.h"
 
 #include <liburing.h>
 
 #include <stdbool.h>
 #include <stdint.h>
-
-/* ---- Limits (STYLE R19; the lead moves these to core/util/limits.h) ---------------- */
-
-/* Submission queue entries. One iteration rarely queues more than a few hundred SQEs
- * (a send per connection, a log write, wake-ups); a full queue is submitted and reused
- * (shard_loop_sqe), so this bounds memory, not throughput. */
-#define SHARD_LOOP_SQ_ENTRIES_DEFAULT 256u
-#define SHARD_LOOP_SQ_ENTRIES_MAX 32768u
-
-/* Completion queue entries: 16 per SQE slot leaves room for multishot receives and
- * accepts, which post many CQEs per SQE, before the kernel has to buffer overflow. */
-#define SHARD_LOOP_CQ_ENTRIES_DEFAULT 4096u
-#define SHARD_LOOP_CQ_ENTRIES_MAX 65536u
-
-/* CQEs copied out per batch. Copying a batch then advancing the head once lets a
- * handler queue new SQEs without touching CQ memory still owned by the kernel. */
-#define SHARD_LOOP_CQE_BATCH 64u
-
-/* Timers armed at once per shard: Raft groups share a per-shard tick timer, so this
- * covers connection idle timers, lease checks and retries with a wide margin. */
-#define SHARD_LOOP_TIMERS_MAX 65536u
-
-/* Iteration hooks per shard: one per subsystem that batches output (net/io, Raft ready
- * processing, the WAL, the router...). */
-#define SHARD_LOOP_HOOKS_MAX 16u
-
-/* Times shard_loop_sqe submits to make room before giving up: the kernel consumes the
- * whole SQ on each successful submit, so more than a few failures means it is wedged. */
-#define SHARD_LOOP_SQE_RETRIES_MAX 8u
 
 /* ---- user_data tags ------------------------------------------------------------------ */
 
@@ -109,8 +81,8 @@ struct shard_loop;
 
 struct shard_loop_config {
     uint32_t shard_id;                /* for logs and assertions */
-    uint32_t sq_entries;              /* 0: SHARD_LOOP_SQ_ENTRIES_DEFAULT */
-    uint32_t cq_entries;              /* 0: SHARD_LOOP_CQ_ENTRIES_DEFAULT */
+    uint32_t sq_entries;              /* 0: TS_SHARD_LOOP_SQ_ENTRIES_DEFAULT */
+    uint32_t cq_entries;              /* 0: TS_SHARD_LOOP_CQ_ENTRIES_DEFAULT */
     uint32_t timers_max;              /* 0: 1024 */
     const struct ts_allocator *alloc; /* borrowed; NULL: ts_allocator_default() */
     const struct ts_log *log;         /* borrowed; NULL: no log lines */
@@ -159,7 +131,7 @@ struct io_uring *shard_loop_ring(struct shard_loop *l);
 int shard_loop_ring_fd(const struct shard_loop *l);
 
 /* An SQE; when the SQ is full, submits what is queued and tries again (R18). Returns
- * NULL only when the ring keeps refusing submissions (SHARD_LOOP_SQE_RETRIES_MAX). */
+ * NULL only when the ring keeps refusing submissions (TS_SHARD_LOOP_SQE_RETRIES_MAX). */
 struct io_uring_sqe *shard_loop_sqe(struct shard_loop *l);
 
 /* Registers fn for the CQEs tagged `tag` (1..255); fn borrows the CQE for the length of
@@ -168,7 +140,7 @@ int shard_loop_register(struct shard_loop *l, uint8_t tag,
                         void (*fn)(void *ctx, struct io_uring_cqe *cqe), void *ctx);
 
 /* Adds a hook run once per iteration after completions, timers and inbound messages.
- * Returns 0 or TS_EFULL past SHARD_LOOP_HOOKS_MAX. */
+ * Returns 0 or TS_EFULL past TS_SHARD_LOOP_HOOKS_MAX. */
 int shard_loop_on_iteration(struct shard_loop *l, void (*fn)(void *ctx), void *ctx);
 
 /*

@@ -216,15 +216,15 @@ int shard_send(struct shard *s, uint32_t to, const struct xring_msg *msg)
  * ring, so that any thread can do it. Waits until the kernel took every message. */
 static int post_to_all(struct shard_node *n, uint64_t event)
 {
-    TS_ASSERT(n->n <= XRING_SHARDS_MAX);
+    TS_ASSERT(n->n <= TS_XRING_SHARDS_MAX);
     struct io_uring ring;
-    int rc = io_uring_queue_init(XRING_SHARDS_MAX, &ring, 0);
+    int rc = io_uring_queue_init(TS_XRING_SHARDS_MAX, &ring, 0);
     if (rc < 0) {
         return rc;
     }
     for (uint32_t i = 0; i < n->n; i++) {
         struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
-        TS_ASSERT(sqe != NULL); /* the ring has XRING_SHARDS_MAX entries */
+        TS_ASSERT(sqe != NULL); /* the ring has TS_XRING_SHARDS_MAX entries */
         int fd = shard_loop_ring_fd(n->shards[i].loop);
         io_uring_prep_msg_ring(sqe, fd, 0, shard_udata(SHARD_TAG_LOOP, event), 0);
         io_uring_sqe_set_data64(sqe, i);
@@ -563,11 +563,11 @@ static void *shard_main(void *arg)
 static uint32_t shards_default(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    TS_DASSERT(XRING_SHARDS_MAX > 0);
+    TS_DASSERT(TS_XRING_SHARDS_MAX > 0);
     if (cpus < 1) {
         return 1;
     }
-    return cpus > (long)XRING_SHARDS_MAX ? XRING_SHARDS_MAX : (uint32_t)cpus;
+    return cpus > (long)TS_XRING_SHARDS_MAX ? TS_XRING_SHARDS_MAX : (uint32_t)cpus;
 }
 
 static void node_free(struct shard_node *n)
@@ -585,7 +585,7 @@ static int node_alloc(const struct shard_node_config *cfg, uint32_t count, struc
 {
     const struct ts_allocator *a = ts_allocator_default();
     TS_ASSERT(cfg != NULL);
-    TS_ASSERT(count > 0 && count <= XRING_SHARDS_MAX);
+    TS_ASSERT(count > 0 && count <= TS_XRING_SHARDS_MAX);
     struct shard_node *n = ts_alloc(a, sizeof(*n));
     if (n == NULL) {
         return -ENOMEM;
@@ -642,7 +642,7 @@ int shard_node_start(const struct shard_node_config *cfg, struct shard_node **ou
     TS_ASSERT(cfg != NULL);
     TS_ASSERT(out != NULL);
     uint32_t count = cfg->shards != 0 ? cfg->shards : shards_default();
-    if (count > XRING_SHARDS_MAX) {
+    if (count > TS_XRING_SHARDS_MAX) {
         return TS_EINVAL;
     }
     struct shard_node *n;

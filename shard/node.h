@@ -46,9 +46,9 @@ struct shard;      /* one shard's runtime, handed to the callbacks */
 struct shard_node; /* the node: every shard, the mesh */
 
 struct shard_node_config {
-    uint32_t shards;          /* 0: online CPUs (at most XRING_SHARDS_MAX) */
+    uint32_t shards;          /* 0: online CPUs (at most TS_XRING_SHARDS_MAX) */
     bool pin;                 /* pin shard i to the i-th CPU the process may run on */
-    uint32_t xring_slots;     /* slots per cross-shard ring; 0: XRING_SLOTS_DEFAULT */
+    uint32_t xring_slots;     /* slots per cross-shard ring; 0: TS_XRING_SLOTS_DEFAULT */
     const struct ts_log *log; /* borrowed; NULL: no log lines */
     /* On shard s's thread after its loop exists and every shard is reachable. Returns 0 or
      * a negative code, which fails shard_node_start. May be NULL. */

@@ -18,9 +18,9 @@
 
 #define CACHE_LINE 64
 
-_Static_assert(XRING_SLOTS_MAX <= (UINT32_C(1) << 31), "free-running u32 indices wrap safely");
-_Static_assert(XRING_SLOTS_DEFAULT_LARGE <= XRING_SLOTS_DEFAULT, "large meshes use less");
-_Static_assert(XRING_HEAD_PUBLISH_EVERY >= 1, "head is published");
+_Static_assert(TS_XRING_SLOTS_MAX <= (UINT32_C(1) << 31), "free-running u32 indices wrap safely");
+_Static_assert(TS_XRING_SLOTS_DEFAULT_LARGE <= TS_XRING_SLOTS_DEFAULT, "large meshes use less");
+_Static_assert(TS_XRING_HEAD_PUBLISH_EVERY >= 1, "head is published");
 
 struct xring {
     /* Read-only after creation. */
@@ -129,10 +129,10 @@ int xring_mesh_create(const struct xring_mesh_config *cfg, struct xring_mesh **o
     const struct ts_allocator *a = cfg->alloc != NULL ? cfg->alloc : ts_allocator_default();
     uint32_t slots = cfg->slots;
     if (slots == 0) {
-        slots = cfg->shards > 16 ? XRING_SLOTS_DEFAULT_LARGE : XRING_SLOTS_DEFAULT;
+        slots = cfg->shards > 16 ? TS_XRING_SLOTS_DEFAULT_LARGE : TS_XRING_SLOTS_DEFAULT;
     }
-    if (cfg->shards == 0 || cfg->shards > XRING_SHARDS_MAX || slots < XRING_SLOTS_MIN ||
-        slots > XRING_SLOTS_MAX || (slots & (slots - 1)) != 0) {
+    if (cfg->shards == 0 || cfg->shards > TS_XRING_SHARDS_MAX || slots < TS_XRING_SLOTS_MIN ||
+        slots > TS_XRING_SLOTS_MAX || (slots & (slots - 1)) != 0) {
         return -EINVAL;
     }
     struct xring_mesh *m = ts_alloc(a, sizeof(*m));
@@ -167,7 +167,7 @@ void xring_mesh_destroy(struct xring_mesh *m)
 uint32_t xring_mesh_shards(const struct xring_mesh *m)
 {
     TS_ASSERT(m != NULL);
-    TS_DASSERT(m->shards <= XRING_SHARDS_MAX);
+    TS_DASSERT(m->shards <= TS_XRING_SHARDS_MAX);
     return m->shards;
 }
 
@@ -189,7 +189,7 @@ static uint32_t ring_drain(struct xring_port *p, struct xring *r)
     TS_ASSERT(n <= r->mask + 1);
     for (uint32_t i = 0; i < n; i++) {
         p->handler(p->ctx, &r->slots[(head + i) & r->mask]);
-        if ((i + 1) % XRING_HEAD_PUBLISH_EVERY == 0) {
+        if ((i + 1) % TS_XRING_HEAD_PUBLISH_EVERY == 0) {
             atomic_store_explicit(&r->head, head + i + 1, memory_order_release);
         }
     }

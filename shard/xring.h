@@ -33,29 +33,12 @@
 #ifndef TS_SHARD_XRING_H
 #define TS_SHARD_XRING_H
 
+#include "core/util/limits.h"
 #include "core/util/mem.h"
 #include "shard/loop.h"
 
 #include <stdbool.h>
 #include <stdint.h>
-
-/* ---- Limits (STYLE R19; the lead moves these to core/util/limits.h) ---------------- */
-
-/* Shards per node. The mesh grows with the square of this: at 64 shards it holds 4032
- * rings. Machines with more cores than this run one node per socket. */
-#define XRING_SHARDS_MAX 64u
-
-/* Slots per ring when the config says 0: 1024 slots (64 KiB) absorb an iteration's
- * burst from one shard to another; above 16 shards the default drops to 256 so that the
- * mesh stays below 64 MiB at XRING_SHARDS_MAX. */
-#define XRING_SLOTS_DEFAULT 1024u
-#define XRING_SLOTS_DEFAULT_LARGE 256u
-#define XRING_SLOTS_MIN 2u
-#define XRING_SLOTS_MAX 65536u
-
-/* The consumer publishes its head at least this often while draining, so a producer
- * facing a full ring sees room before the whole drain ends. */
-#define XRING_HEAD_PUBLISH_EVERY 64u
 
 /* One message: fixed size, one cache line. `type` and the payload are the receiver's to
  * interpret (node.h hands every message to msg_cb); `from` is set by xring_send. */
@@ -70,7 +53,7 @@ _Static_assert(sizeof(struct xring_msg) == 64, "a message is one cache line");
 struct xring_mesh;
 
 struct xring_mesh_config {
-    uint32_t shards;                  /* 2..XRING_SHARDS_MAX (1 is allowed: no rings) */
+    uint32_t shards;                  /* 2..TS_XRING_SHARDS_MAX (1 is allowed: no rings) */
     uint32_t slots;                   /* power of two; 0: the default above */
     const struct ts_allocator *alloc; /* borrowed; NULL: ts_allocator_default() */
 };

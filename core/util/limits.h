@@ -180,4 +180,120 @@ _Static_assert(TS_RAFT_ENTRY_BYTES_MAX >= TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX 
  * answered with at most this many; the rest are dropped and retried by Raft). */
 #define TS_RAFT_MSGS_PENDING_MAX 4096u
 
+/* ---- net/io (nio.h) ---- */
+
+/* Connection slots per nio (inbound + outbound). 4,096 per shard covers thousands of
+ * clients per node with a few shards; a slot costs ~200 bytes plus its buffers, which
+ * are allocated only while they hold data. The hard maximum is what 20 bits of
+ * user_data can name. */
+#define TS_NIO_CONNS_DEFAULT 4096u
+#define TS_NIO_CONNS_MAX (1u << 20)
+/* Listeners per nio: one per address a shard serves (client port, peer port). */
+#define TS_NIO_LISTENERS_MAX 8u
+/* Provided receive buffers: 256 x 16 KiB = 4 MiB per shard. A recv fills at most one
+ * buffer, and a buffer goes back to the ring as soon as its bytes are consumed, so the
+ * ring runs dry only when a shard falls far behind (then -ENOBUFS and a re-arm). */
+#define TS_NIO_RECV_BUFS_DEFAULT 256u
+#define TS_NIO_RECV_BUFS_MAX 32768u /* the kernel's limit for a buffer ring */
+#define TS_NIO_RECV_BUF_BYTES_DEFAULT (16u * 1024u)
+/* Buffered output per connection above which reading stops (back-pressure). 1 MiB
+ * is hundreds of pipelined answers; the hard limit adds one maximal frame. */
+#define TS_NIO_OUT_BYTES_DEFAULT (1024u * 1024u)
+/* Reconnect back-off of outbound links, and their connect timeout. */
+#define TS_NIO_RECONNECT_MIN_NS_DEFAULT (50ull * 1000 * 1000)
+#define TS_NIO_RECONNECT_MAX_NS_DEFAULT (5ull * 1000 * 1000 * 1000)
+#define TS_NIO_CONNECT_TIMEOUT_NS_DEFAULT (5ull * 1000 * 1000 * 1000)
+/* Input and output buffers larger than this are freed once empty, so an idle
+ * connection that once carried a large frame does not keep megabytes. */
+#define TS_NIO_BUF_KEEP_BYTES (64u * 1024u)
+
+/* ---- shard/loop.h ---- */
+
+/* Submission queue entries. One iteration rarely queues more than a few hundred SQEs
+ * (a send per connection, a log write, wake-ups); a full queue is submitted and reused
+ * (shard_loop_sqe), so this bounds memory, not throughput. */
+#define TS_SHARD_LOOP_SQ_ENTRIES_DEFAULT 256u
+#define TS_SHARD_LOOP_SQ_ENTRIES_MAX 32768u
+
+/* Completion queue entries: 16 per SQE slot leaves room for multishot receives and
+ * accepts, which post many CQEs per SQE, before the kernel has to buffer overflow. */
+#define TS_SHARD_LOOP_CQ_ENTRIES_DEFAULT 4096u
+#define TS_SHARD_LOOP_CQ_ENTRIES_MAX 65536u
+
+/* CQEs copied out per batch. Copying a batch then advancing the head once lets a
+ * handler queue new SQEs without touching CQ memory still owned by the kernel. */
+#define TS_SHARD_LOOP_CQE_BATCH 64u
+
+/* Timers armed at once per shard: Raft groups share a per-shard tick timer, so this
+ * covers connection idle timers, lease checks and retries with a wide margin. */
+#define TS_SHARD_LOOP_TIMERS_MAX 65536u
+
+/* Iteration hooks per shard: one per subsystem that batches output (net/io, Raft ready
+ * processing, the WAL, the router...). */
+#define TS_SHARD_LOOP_HOOKS_MAX 16u
+
+/* Times shard_loop_sqe submits to make room before giving up: the kernel consumes the
+ * whole SQ on each successful submit, so more than a few failures means it is wedged. */
+#define TS_SHARD_LOOP_SQE_RETRIES_MAX 8u
+
+/* ---- shard/xring.h ---- */
+
+/* Shards per node. The mesh grows with the square of this: at 64 shards it holds 4032
+ * rings. Machines with more cores than this run one node per socket. */
+#define TS_XRING_SHARDS_MAX 64u
+
+/* Slots per ring when the config says 0: 1024 slots (64 KiB) absorb an iteration's
+ * burst from one shard to another; above 16 shards the default drops to 256 so that the
+ * mesh stays below 64 MiB at TS_XRING_SHARDS_MAX. */
+#define TS_XRING_SLOTS_DEFAULT 1024u
+#define TS_XRING_SLOTS_DEFAULT_LARGE 256u
+#define TS_XRING_SLOTS_MIN 2u
+#define TS_XRING_SLOTS_MAX 65536u
+
+/* The consumer publishes its head at least this often while draining, so a producer
+ * facing a full ring sees room before the whole drain ends. */
+#define TS_XRING_HEAD_PUBLISH_EVERY 64u
+
+/* ---- net/client (client_int.h) ---- */
+
+/* A connection's first receive buffer; it grows to the largest frame, up to
+ * TS_FRAME_BYTES_MAX, and is then reused. */
+#define TS_CLIENT_RECV_BYTES_INITIAL (64u * 1024u)
+
+/* recv() calls per connection per processing pass, so one busy connection cannot starve
+ * the others or the timers. */
+#define TS_CLIENT_RECV_CALLS_MAX 16u
+
+/* Longest "host:port" accepted (a DNS name is at most 253 characters). */
+#define TS_CLIENT_ENDPOINT_BYTES_MAX 300u
+
+/* Addresses kept per endpoint from name resolution; a refused connect moves on to the
+ * next one (a name may resolve to ::1 and 127.0.0.1 with a server on only one). */
+#define TS_CLIENT_ENDPOINT_ADDRS_MAX 4u
+
+/* Back-off bounds accepted from a configuration: past a minute a retry is pointless. */
+#define TS_CLIENT_BACKOFF_MS_MAX 60000u
+
+/* Processing passes of one tessera_client_run call before it returns 0 with nothing
+ * completed: a bound on the loop (STYLE R19) when only timers fire and none completes;
+ * in practice the deadline ends it first. */
+#define TS_CLIENT_RUN_PASSES_MAX 1000000u
+
+_Static_assert(TS_SHARD_LOOP_CQ_ENTRIES_DEFAULT >= 2 * TS_SHARD_LOOP_SQ_ENTRIES_DEFAULT,
+               "multishot accepts and receives post many completions per submission");
+_Static_assert(TS_SHARD_LOOP_SQ_ENTRIES_DEFAULT <= TS_SHARD_LOOP_SQ_ENTRIES_MAX &&
+                   TS_SHARD_LOOP_CQ_ENTRIES_DEFAULT <= TS_SHARD_LOOP_CQ_ENTRIES_MAX,
+               "the loop's defaults lie within its limits");
+_Static_assert(TS_NIO_CONNS_DEFAULT <= TS_NIO_CONNS_MAX &&
+                   TS_NIO_RECV_BUFS_DEFAULT <= TS_NIO_RECV_BUFS_MAX,
+               "net/io's defaults lie within its limits");
+_Static_assert(TS_XRING_SLOTS_MIN <= TS_XRING_SLOTS_DEFAULT_LARGE &&
+                   TS_XRING_SLOTS_DEFAULT <= TS_XRING_SLOTS_MAX,
+               "the ring defaults lie within the ring limits");
+_Static_assert((TS_XRING_SLOTS_DEFAULT & (TS_XRING_SLOTS_DEFAULT - 1)) == 0 &&
+                   (TS_XRING_SLOTS_DEFAULT_LARGE & (TS_XRING_SLOTS_DEFAULT_LARGE - 1)) == 0,
+               "ring indices wrap with a mask: slot counts are powers of two");
+_Static_assert(TS_NIO_RECV_BUF_BYTES_DEFAULT <= TS_FRAME_BYTES_MAX,
+               "a frame may span receive buffers, never the other way round");
+
 #endif

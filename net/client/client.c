@@ -95,8 +95,8 @@ static int64_t backoff_ms(struct tessera_client *c, uint32_t n)
 /* Parses one "host:port" or "[v6]:port" and resolves it. */
 static int endpoint_parse(struct client_endpoint *ep, const char *s, size_t n)
 {
-    char buf[CLIENT_ENDPOINT_BYTES_MAX + 1];
-    if (n == 0 || n > CLIENT_ENDPOINT_BYTES_MAX) {
+    char buf[TS_CLIENT_ENDPOINT_BYTES_MAX + 1];
+    if (n == 0 || n > TS_CLIENT_ENDPOINT_BYTES_MAX) {
         return TS_EINVAL;
     }
     memcpy(buf, s, n);
@@ -121,7 +121,7 @@ static int endpoint_parse(struct client_endpoint *ep, const char *s, size_t n)
         return TS_EINVAL;
     }
     ep->addr_count = 0;
-    for (struct addrinfo *ai = res; ai != NULL && ep->addr_count < CLIENT_ENDPOINT_ADDRS_MAX;
+    for (struct addrinfo *ai = res; ai != NULL && ep->addr_count < TS_CLIENT_ENDPOINT_ADDRS_MAX;
          ai = ai->ai_next) {
         TS_ASSERT(ai->ai_addrlen <= sizeof(ep->addrs[0]));
         memcpy(&ep->addrs[ep->addr_count], ai->ai_addr, ai->ai_addrlen);
@@ -198,8 +198,8 @@ static int config_check(struct tessera_client_config *cfg)
     }
     if (cfg->connections_per_endpoint > TESSERA_CONNECTIONS_MAX ||
         cfg->inflight_max > TESSERA_INFLIGHT_MAX || cfg->retries > TESSERA_RETRIES_MAX ||
-        cfg->backoff_max_ms > CLIENT_BACKOFF_MS_MAX || cfg->backoff_base_ms > cfg->backoff_max_ms ||
-        cfg->request_timeout_ms > INT32_MAX) {
+        cfg->backoff_max_ms > TS_CLIENT_BACKOFF_MS_MAX ||
+        cfg->backoff_base_ms > cfg->backoff_max_ms || cfg->request_timeout_ms > INT32_MAX) {
         return TS_EINVAL;
     }
     return 0;
@@ -503,7 +503,8 @@ static int conn_start(struct tessera_client *c, struct client_conn *cn, int64_t 
 static int conn_flush(struct client_conn *cn)
 {
     TS_ASSERT(cn->state == CONN_UP);
-    for (uint32_t calls = 0; cn->out.off < cn->out.len && calls < CLIENT_RECV_CALLS_MAX; calls++) {
+    for (uint32_t calls = 0; cn->out.off < cn->out.len && calls < TS_CLIENT_RECV_CALLS_MAX;
+         calls++) {
         ssize_t n =
             send(cn->fd, cn->out.data + cn->out.off, cn->out.len - cn->out.off, MSG_NOSIGNAL);
         if (n < 0) {
@@ -738,8 +739,8 @@ static int conn_parse(struct tessera_client *c, struct client_conn *cn)
  * frame) or -ECONNRESET at end of stream. */
 static int conn_read(struct tessera_client *c, struct client_conn *cn)
 {
-    for (uint32_t calls = 0; calls < CLIENT_RECV_CALLS_MAX; calls++) {
-        uint32_t want = CLIENT_RECV_BYTES_INITIAL / 4;
+    for (uint32_t calls = 0; calls < TS_CLIENT_RECV_CALLS_MAX; calls++) {
+        uint32_t want = TS_CLIENT_RECV_BYTES_INITIAL / 4;
         if (cn->in.len - cn->in.off >= PROTO_FRAME_HEADER_BYTES) {
             uint64_t total = (uint64_t)ts_load_le32(cn->in.data + cn->in.off) + 4;
             if (total <= TS_FRAME_BYTES_MAX && total > cn->in.len - cn->in.off) {
@@ -747,7 +748,7 @@ static int conn_read(struct tessera_client *c, struct client_conn *cn)
             }
         }
         if (cn->in.cap == 0) {
-            want = CLIENT_RECV_BYTES_INITIAL;
+            want = TS_CLIENT_RECV_BYTES_INITIAL;
         }
         int rc = cbuf_reserve(c->alloc, &cn->in, want);
         if (rc != 0) {
@@ -917,7 +918,7 @@ int tessera_client_run(struct tessera_client *c, int timeout_ms)
     }
     uint64_t before = c->stats.completed;
     int64_t start = now_ms();
-    for (uint32_t pass = 0; pass < CLIENT_RUN_PASSES_MAX; pass++) {
+    for (uint32_t pass = 0; pass < TS_CLIENT_RUN_PASSES_MAX; pass++) {
         if (c->free_count == c->slot_count) {
             break;
         }

@@ -33,6 +33,7 @@
 #ifndef TS_NET_CLIENT_CLIENT_INT_H
 #define TS_NET_CLIENT_CLIENT_INT_H
 
+#include "core/util/limits.h"
 #include "core/util/rand.h"
 #include "net/client/tessera.h"
 #include "net/proto/proto_gen.h"
@@ -47,29 +48,6 @@
 /* Slot index bits in a request id: enough for TESSERA_INFLIGHT_MAX. */
 #define CLIENT_SLOT_BITS 16u
 _Static_assert((1u << CLIENT_SLOT_BITS) >= TESSERA_INFLIGHT_MAX, "slot index fits in an id");
-
-/* A connection's first receive buffer; it grows to the largest frame, up to
- * TS_FRAME_BYTES_MAX, and is then reused. */
-#define CLIENT_RECV_BYTES_INITIAL (64u * 1024u)
-
-/* recv() calls per connection per processing pass, so one busy connection cannot starve
- * the others or the timers. */
-#define CLIENT_RECV_CALLS_MAX 16u
-
-/* Longest "host:port" accepted (a DNS name is at most 253 characters). */
-#define CLIENT_ENDPOINT_BYTES_MAX 300u
-
-/* Addresses kept per endpoint from name resolution; a refused connect moves on to the
- * next one (a name may resolve to ::1 and 127.0.0.1 with a server on only one). */
-#define CLIENT_ENDPOINT_ADDRS_MAX 4u
-
-/* Back-off bounds accepted from a configuration: past a minute a retry is pointless. */
-#define CLIENT_BACKOFF_MS_MAX 60000u
-
-/* Processing passes of one tessera_client_run call before it returns 0 with nothing
- * completed: a bound on the loop (STYLE R19) when only timers fire and none completes;
- * in practice the deadline ends it first. */
-#define CLIENT_RUN_PASSES_MAX 1000000u
 
 enum slot_state { SLOT_FREE = 0, SLOT_WAIT, SLOT_SENT };
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_UP };
@@ -108,8 +86,8 @@ struct client_conn {
 };
 
 struct client_endpoint {
-    struct sockaddr_storage addrs[CLIENT_ENDPOINT_ADDRS_MAX];
-    socklen_t addr_lens[CLIENT_ENDPOINT_ADDRS_MAX];
+    struct sockaddr_storage addrs[TS_CLIENT_ENDPOINT_ADDRS_MAX];
+    socklen_t addr_lens[TS_CLIENT_ENDPOINT_ADDRS_MAX];
     uint32_t addr_count;    /* >= 1 */
     uint32_t addr_next;     /* the address the next connect uses */
     int64_t avoid_until_ms; /* a recent failure: first attempts go elsewhere until then */

@@ -114,23 +114,24 @@ static int config_resolve(const struct nio_config *in, struct nio_config *cfg)
     TS_ASSERT(in != NULL);
     TS_ASSERT(cfg != NULL);
     *cfg = *in;
-    cfg->conns_max = cfg->conns_max != 0 ? cfg->conns_max : NIO_CONNS_DEFAULT;
+    cfg->conns_max = cfg->conns_max != 0 ? cfg->conns_max : TS_NIO_CONNS_DEFAULT;
     cfg->frame_bytes_max = cfg->frame_bytes_max != 0 ? cfg->frame_bytes_max : TS_FRAME_BYTES_MAX;
-    cfg->out_bytes_max = cfg->out_bytes_max != 0 ? cfg->out_bytes_max : NIO_OUT_BYTES_DEFAULT;
-    cfg->recv_bufs = cfg->recv_bufs != 0 ? cfg->recv_bufs : NIO_RECV_BUFS_DEFAULT;
+    cfg->out_bytes_max = cfg->out_bytes_max != 0 ? cfg->out_bytes_max : TS_NIO_OUT_BYTES_DEFAULT;
+    cfg->recv_bufs = cfg->recv_bufs != 0 ? cfg->recv_bufs : TS_NIO_RECV_BUFS_DEFAULT;
     cfg->recv_buf_bytes =
-        cfg->recv_buf_bytes != 0 ? cfg->recv_buf_bytes : NIO_RECV_BUF_BYTES_DEFAULT;
+        cfg->recv_buf_bytes != 0 ? cfg->recv_buf_bytes : TS_NIO_RECV_BUF_BYTES_DEFAULT;
     if (cfg->reconnect_min_ns == 0) {
-        cfg->reconnect_min_ns = NIO_RECONNECT_MIN_NS_DEFAULT;
+        cfg->reconnect_min_ns = TS_NIO_RECONNECT_MIN_NS_DEFAULT;
     }
     if (cfg->reconnect_max_ns == 0) {
-        cfg->reconnect_max_ns = NIO_RECONNECT_MAX_NS_DEFAULT;
+        cfg->reconnect_max_ns = TS_NIO_RECONNECT_MAX_NS_DEFAULT;
     }
     if (cfg->connect_timeout_ns == 0) {
-        cfg->connect_timeout_ns = NIO_CONNECT_TIMEOUT_NS_DEFAULT;
+        cfg->connect_timeout_ns = TS_NIO_CONNECT_TIMEOUT_NS_DEFAULT;
     }
-    bool ok = cfg->conns_max <= NIO_CONNS_MAX && cfg->frame_bytes_max >= 24 &&
-              cfg->frame_bytes_max <= TS_FRAME_BYTES_MAX && cfg->recv_bufs <= NIO_RECV_BUFS_MAX &&
+    bool ok = cfg->conns_max <= TS_NIO_CONNS_MAX && cfg->frame_bytes_max >= 24 &&
+              cfg->frame_bytes_max <= TS_FRAME_BYTES_MAX &&
+              cfg->recv_bufs <= TS_NIO_RECV_BUFS_MAX &&
               (cfg->recv_bufs & (cfg->recv_bufs - 1)) == 0 && cfg->recv_buf_bytes >= 64 &&
               cfg->reconnect_min_ns <= cfg->reconnect_max_ns;
     return ok ? 0 : TS_EINVAL;
@@ -174,7 +175,7 @@ int nio_create(struct io_uring *ring, uint8_t tag, const struct nio_config *cfg,
     n->owner_tid = gettid();
     n->free_head = n->flush_head = n->idle_head = n->idle_tail = n->peer_head = NIO_NIL;
     ts_rand_seed(&n->rand, c.seed);
-    for (uint32_t i = 0; i < NIO_LISTENERS_MAX; i++) {
+    for (uint32_t i = 0; i < TS_NIO_LISTENERS_MAX; i++) {
         n->listeners[i] = (struct nio_listener){.fd = -1};
     }
     n->conns = ts_alloc(alloc, (size_t)c.conns_max * sizeof(*n->conns));
@@ -264,10 +265,10 @@ int nio_listen(struct nio *n, const char *addr_port, uint32_t *id)
         return TS_ESHUTDOWN;
     }
     uint32_t i = 0;
-    while (i < NIO_LISTENERS_MAX && n->listeners[i].fd >= 0) {
+    while (i < TS_NIO_LISTENERS_MAX && n->listeners[i].fd >= 0) {
         i++;
     }
-    if (i == NIO_LISTENERS_MAX) {
+    if (i == TS_NIO_LISTENERS_MAX) {
         return TS_EFULL;
     }
     struct nio_listener *l = &n->listeners[i];
@@ -286,7 +287,7 @@ int nio_listen_port(const struct nio *n, uint32_t id, uint16_t *port)
 {
     TS_ASSERT(n != NULL);
     TS_ASSERT(port != NULL);
-    if (id >= NIO_LISTENERS_MAX || n->listeners[id].fd < 0 || n->listeners[id].closing) {
+    if (id >= TS_NIO_LISTENERS_MAX || n->listeners[id].fd < 0 || n->listeners[id].closing) {
         return TS_EINVAL;
     }
     *port = n->listeners[id].port;
@@ -296,7 +297,7 @@ int nio_listen_port(const struct nio *n, uint32_t id, uint16_t *port)
 int nio_unlisten(struct nio *n, uint32_t id)
 {
     TS_ASSERT(n != NULL);
-    if (id >= NIO_LISTENERS_MAX || n->listeners[id].fd < 0 || n->listeners[id].closing) {
+    if (id >= TS_NIO_LISTENERS_MAX || n->listeners[id].fd < 0 || n->listeners[id].closing) {
         return TS_EINVAL;
     }
     struct nio_listener *l = &n->listeners[id];
@@ -316,7 +317,7 @@ int nio_unlisten(struct nio *n, uint32_t id)
 
 static void on_accept(struct nio *n, uint32_t i, uint32_t gen, const struct io_uring_cqe *cqe)
 {
-    TS_ASSERT(i < NIO_LISTENERS_MAX);
+    TS_ASSERT(i < TS_NIO_LISTENERS_MAX);
     struct nio_listener *l = &n->listeners[i];
     TS_ASSERT(l->fd >= 0 && l->gen == gen && l->armed);
     bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
@@ -386,7 +387,7 @@ void nio_flush(struct nio *n)
     TS_ASSERT(n->in_callback == 0);
     if (n->listeners_want_arm && !n->destroyed) {
         n->listeners_want_arm = false;
-        for (uint32_t i = 0; i < NIO_LISTENERS_MAX; i++) {
+        for (uint32_t i = 0; i < TS_NIO_LISTENERS_MAX; i++) {
             struct nio_listener *l = &n->listeners[i];
             if (l->fd >= 0 && l->want_arm && !l->armed && !l->closing) {
                 listener_arm(n, i);
@@ -471,7 +472,7 @@ void nio_destroy(struct nio *n)
         return;
     }
     n->destroyed = true;
-    for (uint32_t i = 0; i < NIO_LISTENERS_MAX; i++) {
+    for (uint32_t i = 0; i < TS_NIO_LISTENERS_MAX; i++) {
         if (n->listeners[i].fd >= 0 && !n->listeners[i].closing) {
             (void)nio_unlisten(n, i);
         }
@@ -508,7 +509,7 @@ void nio_free_after_ring_exit(struct nio *n)
 {
     TS_ASSERT(n != NULL);
     TS_ASSERT(n->destroyed);
-    for (uint32_t i = 0; i < NIO_LISTENERS_MAX; i++) {
+    for (uint32_t i = 0; i < TS_NIO_LISTENERS_MAX; i++) {
         if (n->listeners[i].fd >= 0) {
             close(n->listeners[i].fd);
         }

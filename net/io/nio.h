@@ -101,6 +101,7 @@
 #define TS_NET_IO_NIO_H
 
 #include "core/util/log.h"
+#include "core/util/limits.h"
 #include "core/util/mem.h"
 
 #include <liburing.h>
@@ -113,37 +114,12 @@
 #define NIO_TAG_SHIFT 56
 #define NIO_VALUE_MASK ((UINT64_C(1) << NIO_TAG_SHIFT) - 1)
 
-/* Connection slots per nio (inbound + outbound). 4,096 per shard covers thousands of
- * clients per node with a few shards; a slot costs ~200 bytes plus its buffers, which
- * are allocated only while they hold data. The hard maximum is what 20 bits of
- * user_data can name. */
-#define NIO_CONNS_DEFAULT 4096u
-#define NIO_CONNS_MAX (1u << 20)
-/* Listeners per nio: one per address a shard serves (client port, peer port). */
-#define NIO_LISTENERS_MAX 8u
-/* Provided receive buffers: 256 x 16 KiB = 4 MiB per shard. A recv fills at most one
- * buffer, and a buffer goes back to the ring as soon as its bytes are consumed, so the
- * ring runs dry only when a shard falls far behind (then -ENOBUFS and a re-arm). */
-#define NIO_RECV_BUFS_DEFAULT 256u
-#define NIO_RECV_BUFS_MAX 32768u /* the kernel's limit for a buffer ring */
-#define NIO_RECV_BUF_BYTES_DEFAULT (16u * 1024u)
-/* Buffered output per connection above which reading stops (back-pressure). 1 MiB
- * is hundreds of pipelined answers; the hard limit adds one maximal frame. */
-#define NIO_OUT_BYTES_DEFAULT (1024u * 1024u)
-/* Reconnect back-off of outbound links, and their connect timeout. */
-#define NIO_RECONNECT_MIN_NS_DEFAULT (50ull * 1000 * 1000)
-#define NIO_RECONNECT_MAX_NS_DEFAULT (5ull * 1000 * 1000 * 1000)
-#define NIO_CONNECT_TIMEOUT_NS_DEFAULT (5ull * 1000 * 1000 * 1000)
-/* Input and output buffers larger than this are freed once empty, so an idle
- * connection that once carried a large frame does not keep megabytes. */
-#define NIO_BUF_KEEP_BYTES (64u * 1024u)
-
 struct nio;
 struct nio_conn;
 
 /* Fields left 0 take the defaults above. */
 struct nio_config {
-    uint32_t conns_max;          /* connection slots; 0: NIO_CONNS_DEFAULT */
+    uint32_t conns_max;          /* connection slots; 0: TS_NIO_CONNS_DEFAULT */
     uint32_t frame_bytes_max;    /* largest frame accepted; 0: TS_FRAME_BYTES_MAX */
     uint32_t out_bytes_max;      /* back-pressure threshold per connection */
     uint32_t recv_bufs;          /* provided buffers, a power of two */
@@ -224,7 +200,7 @@ uint64_t nio_next_deadline_ns(const struct nio *n);
  * Listens on addr_port ("127.0.0.1:7000", "[::1]:7000", "0.0.0.0:0"; a numeric
  * address, port 0 picks a free port) with SO_REUSEPORT. Borrows addr_port. Returns 0
  * and the listener's id in *id, TS_EINVAL (unparsable address), TS_EFULL (more than
- * NIO_LISTENERS_MAX) or -errno from socket/bind/listen.
+ * TS_NIO_LISTENERS_MAX) or -errno from socket/bind/listen.
  */
 int nio_listen(struct nio *n, const char *addr_port, uint32_t *id);
 

@@ -140,7 +140,7 @@ static int buf_reserve(struct nio *n, struct nio_buf *b, uint64_t want, uint64_t
 
 static void buf_trim(struct nio *n, struct nio_buf *b)
 {
-    if (b->len == 0 && b->cap > NIO_BUF_KEEP_BYTES) {
+    if (b->len == 0 && b->cap > TS_NIO_BUF_KEEP_BYTES) {
         buf_free(n, b);
     }
 }

@@ -38,8 +38,8 @@
 
 _Static_assert(NIO_OP_BITS + NIO_SLOT_BITS + NIO_GEN_BITS == NIO_TAG_SHIFT,
                "op, slot and generation fill the value bits exactly");
-_Static_assert(NIO_CONNS_MAX <= (1u << NIO_SLOT_BITS), "a slot index fits its field");
-_Static_assert(NIO_LISTENERS_MAX <= (1u << NIO_SLOT_BITS), "a listener index fits");
+_Static_assert(TS_NIO_CONNS_MAX <= (1u << NIO_SLOT_BITS), "a slot index fits its field");
+_Static_assert(TS_NIO_LISTENERS_MAX <= (1u << NIO_SLOT_BITS), "a listener index fits");
 
 enum nio_op {
     NIO_OP_ACCEPT = 1,
@@ -135,7 +135,7 @@ struct nio {
     uint32_t idle_head;
     uint32_t idle_tail;
     uint32_t peer_head;
-    struct nio_listener listeners[NIO_LISTENERS_MAX];
+    struct nio_listener listeners[TS_NIO_LISTENERS_MAX];
     struct io_uring_buf_ring *br;
     void *br_mem; /* allocation holding br (page-aligned inside) */
     size_t br_mem_bytes;

@@ -274,7 +274,7 @@ Test(shard_loop, hooks_run_once_per_iteration_in_order)
         cr_assert_eq(h.order[i], i % 2);
     }
     cr_assert_eq(shard_loop_iterations(l), 3);
-    for (uint32_t i = 2; i < SHARD_LOOP_HOOKS_MAX; i++) {
+    for (uint32_t i = 2; i < TS_SHARD_LOOP_HOOKS_MAX; i++) {
         cr_assert_eq(shard_loop_on_iteration(l, hook_a, &h), 0);
     }
     cr_assert_eq(shard_loop_on_iteration(l, hook_a, &h), TS_EFULL);

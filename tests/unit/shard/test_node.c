@@ -300,7 +300,7 @@ Test(shard_node, failing_setup_fails_start_before_any_init)
 
 Test(shard_node, rejects_too_many_shards)
 {
-    struct shard_node_config cfg = {.shards = XRING_SHARDS_MAX + 1};
+    struct shard_node_config cfg = {.shards = TS_XRING_SHARDS_MAX + 1};
     struct shard_node *n = NULL;
     cr_assert_eq(shard_node_start(&cfg, &n), TS_EINVAL);
 }

@@ -98,14 +98,14 @@ Test(xring, mesh_rejects_bad_sizes)
     struct xring_mesh *m;
     struct xring_mesh_config mc = {.shards = 2, .slots = 12};
     cr_assert_eq(xring_mesh_create(&mc, &m), -EINVAL);
-    mc = (struct xring_mesh_config){.shards = XRING_SHARDS_MAX + 1};
+    mc = (struct xring_mesh_config){.shards = TS_XRING_SHARDS_MAX + 1};
     cr_assert_eq(xring_mesh_create(&mc, &m), -EINVAL);
     mc = (struct xring_mesh_config){.shards = 0};
     cr_assert_eq(xring_mesh_create(&mc, &m), -EINVAL);
     mc = (struct xring_mesh_config){.shards = 3};
     cr_assert_eq(xring_mesh_create(&mc, &m), 0);
     cr_assert_eq(xring_mesh_shards(m), 3);
-    cr_assert_eq(xring_mesh_slots(m), XRING_SLOTS_DEFAULT);
+    cr_assert_eq(xring_mesh_slots(m), TS_XRING_SLOTS_DEFAULT);
     xring_mesh_destroy(m);
 }
 
