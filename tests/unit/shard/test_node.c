@@ -123,6 +123,17 @@ static void hello_msg(struct shard *s, const struct xring_msg *msg, void *data)
     atomic_fetch_add(&c->got[msg->from][id], 1);
 }
 
+/* A node of `shards` shards whose callbacks count into c (hello on init, stop, fini). */
+static struct shard_node_config counting_config(struct counts *c, uint32_t shards)
+{
+    return (struct shard_node_config){.shards = shards,
+                                      .init_cb = hello_init,
+                                      .stop_cb = counting_stop,
+                                      .fini_cb = counting_fini,
+                                      .msg_cb = hello_msg,
+                                      .data = c};
+}
+
 static void check_clean(struct counts *c, bool inits_ok)
 {
     for (uint32_t i = 0; i < c->shards; i++) {
@@ -190,13 +201,8 @@ Test(shard_node, pinned_single_shard_and_default_count)
 {
     static struct counts c;
     counts_init(&c, 1);
-    struct shard_node_config cfg = {.shards = 1,
-                                    .pin = true,
-                                    .init_cb = hello_init,
-                                    .stop_cb = counting_stop,
-                                    .fini_cb = counting_fini,
-                                    .msg_cb = hello_msg,
-                                    .data = &c};
+    struct shard_node_config cfg = counting_config(&c, 1);
+    cfg.pin = true;
     struct shard_node *n;
     cr_assert_eq(shard_node_start(&cfg, &n), 0);
     cr_assert_eq(shard_node_stop(n), 0);
@@ -214,12 +220,7 @@ Test(shard_node, sigterm_raised_on_shard_0_stops_cleanly)
     static struct counts c;
     counts_init(&c, 4);
     c.raise_on_0 = true;
-    struct shard_node_config cfg = {.shards = 4,
-                                    .init_cb = hello_init,
-                                    .stop_cb = counting_stop,
-                                    .fini_cb = counting_fini,
-                                    .msg_cb = hello_msg,
-                                    .data = &c};
+    struct shard_node_config cfg = counting_config(&c, 4);
     struct shard_node *n;
     cr_assert_eq(shard_node_start(&cfg, &n), 0);
     cr_assert_eq(shard_node_wait(n), 0); /* returns only because of the signal */
@@ -231,12 +232,7 @@ Test(shard_node, sigterm_sent_to_the_process_stops_cleanly)
 {
     static struct counts c;
     counts_init(&c, 2);
-    struct shard_node_config cfg = {.shards = 2,
-                                    .init_cb = hello_init,
-                                    .stop_cb = counting_stop,
-                                    .fini_cb = counting_fini,
-                                    .msg_cb = hello_msg,
-                                    .data = &c};
+    struct shard_node_config cfg = counting_config(&c, 2);
     struct shard_node *n;
     cr_assert_eq(shard_node_start(&cfg, &n), 0);
     sleep_ms(20);
@@ -253,12 +249,7 @@ Test(shard_node, failing_init_fails_start_and_stops_the_others)
     static struct counts c;
     counts_init(&c, 4);
     c.fail_init_on = 2;
-    struct shard_node_config cfg = {.shards = 4,
-                                    .init_cb = hello_init,
-                                    .stop_cb = counting_stop,
-                                    .fini_cb = counting_fini,
-                                    .msg_cb = hello_msg,
-                                    .data = &c};
+    struct shard_node_config cfg = counting_config(&c, 4);
     struct shard_node *n = NULL;
     cr_assert_eq(shard_node_start(&cfg, &n), TS_EIO);
     cr_assert_null(n);
