@@ -70,6 +70,12 @@ struct shard_loop {
     struct shard_timer **heap;
     uint32_t timers_n;
     uint32_t timers_max;
+    /* CQEs set aside by shard_loop_wait_tag, oldest first (a ring buffer): they are
+     * older than anything still in the CQ, so loop_reap dispatches them first. */
+    struct cqe_copy *stash;
+    uint32_t stash_head;
+    uint32_t stash_n;
+    uint32_t stash_cap; /* a power of two */
 };
 
 static uint64_t clock_now_ns(void)
@@ -220,6 +226,13 @@ static void timers_run(struct shard_loop *l)
 
 /* ---- Registration ---------------------------------------------------------------------- */
 
+void shard_loop_unregister(struct shard_loop *l, uint8_t tag)
+{
+    owner_check(l);
+    TS_ASSERT(tag != 0 && tag != SHARD_TAG_LOOP);
+    l->handlers[tag] = (struct loop_handler){0};
+}
+
 int shard_loop_register(struct shard_loop *l, uint8_t tag,
                         void (*fn)(void *ctx, struct io_uring_cqe *cqe), void *ctx)
 {
@@ -327,7 +340,8 @@ struct io_uring_sqe *shard_loop_sqe(struct shard_loop *l)
 static int loop_wait(struct shard_loop *l, bool may_block)
 {
     TS_DASSERT(l->timers_n <= l->timers_max);
-    bool block = may_block && !l->poked && !l->stopped && io_uring_cq_ready(&l->ring) == 0;
+    bool block = may_block && !l->poked && !l->stopped && io_uring_cq_ready(&l->ring) == 0 &&
+                 l->stash_n == 0;
     l->poked = false;
     bool announced = false;
     if (block && l->has_inbound) {
@@ -373,8 +387,64 @@ static void dispatch(struct shard_loop *l, const struct cqe_copy *c)
     TS_DASSERT(tag != 0);
 }
 
-/* Reaps CQEs a batch at a time; bounded by what the CQ can hold, the rest (CQEs posted
- * while handlers ran) waits for the next iteration. Returns the CQEs dispatched. */
+/* ---- The stash ---------------------------------------------------------------------- */
+
+static int stash_grow(struct shard_loop *l)
+{
+    TS_ASSERT(l->stash_n == l->stash_cap);
+    uint32_t cap = l->stash_cap == 0 ? 64u : 2 * l->stash_cap;
+    while (cap < l->cq_entries) {
+        cap *= 2; /* the first stash holds a full CQ */
+    }
+    if (cap > TS_SHARD_LOOP_STASH_MAX) {
+        return TS_ENOMEM;
+    }
+    struct cqe_copy *s = ts_alloc(l->alloc, (size_t)cap * sizeof(*s));
+    if (s == NULL) {
+        return TS_ENOMEM;
+    }
+    for (uint32_t i = 0; i < l->stash_n; i++) {
+        s[i] = l->stash[(l->stash_head + i) & (l->stash_cap - 1)];
+    }
+    ts_free(l->alloc, l->stash, (size_t)l->stash_cap * sizeof(*l->stash));
+    l->stash = s;
+    l->stash_cap = cap;
+    l->stash_head = 0;
+    return 0;
+}
+
+static int stash_push(struct shard_loop *l, const struct io_uring_cqe *cqe)
+{
+    if (l->stash_n == l->stash_cap) {
+        int rc = stash_grow(l);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    TS_DASSERT(l->stash_n < l->stash_cap);
+    uint32_t i = (l->stash_head + l->stash_n) & (l->stash_cap - 1);
+    l->stash[i] = (struct cqe_copy){cqe->user_data, cqe->res, cqe->flags};
+    l->stash_n++;
+    return 0;
+}
+
+/* Dispatches what the stash held when called (handlers may stash more: that waits). */
+static uint32_t stash_drain(struct shard_loop *l)
+{
+    uint32_t n = l->stash_n;
+    for (uint32_t k = 0; k < n; k++) {
+        TS_ASSERT(l->stash_n > 0);
+        struct cqe_copy c = l->stash[l->stash_head];
+        l->stash_head = (l->stash_head + 1) & (l->stash_cap - 1);
+        l->stash_n--;
+        dispatch(l, &c);
+    }
+    return n;
+}
+
+/* Reaps CQEs a batch at a time, the stash first; bounded by what the CQ can hold, the
+ * rest (CQEs posted while handlers ran) waits for the next iteration. Returns the CQEs
+ * dispatched. */
 static uint32_t loop_reap(struct shard_loop *l)
 {
     struct cqe_copy batch[TS_SHARD_LOOP_CQE_BATCH];
@@ -382,6 +452,7 @@ static uint32_t loop_reap(struct shard_loop *l)
     uint32_t rounds = l->cq_entries / TS_SHARD_LOOP_CQE_BATCH + 1;
     uint32_t total = 0;
     for (uint32_t r = 0; r < rounds; r++) {
+        total += stash_drain(l);
         uint32_t n = 0;
         unsigned head;
         struct io_uring_cqe *cqe;
@@ -397,13 +468,71 @@ static uint32_t loop_reap(struct shard_loop *l)
             dispatch(l, &batch[i]);
         }
         total += n;
-        if (n < TS_SHARD_LOOP_CQE_BATCH) {
+        if (n < TS_SHARD_LOOP_CQE_BATCH && l->stash_n == 0) {
             return total;
         }
     }
     l->poked = true;
     TS_DASSERT(total > 0);
     return total;
+}
+
+/* One pass of shard_loop_wait_tag: takes every CQE now in the CQ, dispatching those
+ * tagged `tag` and stashing the others. Returns how many of tag's were dispatched, or
+ * TS_ENOMEM when the stash is full (the CQEs not taken stay in the CQ). */
+static int reap_tag(struct shard_loop *l, uint8_t tag)
+{
+    struct cqe_copy mine[TS_SHARD_LOOP_CQE_BATCH];
+    int total = 0;
+    for (;;) {
+        uint32_t n = 0;
+        uint32_t taken = 0;
+        int err = 0;
+        unsigned head;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&l->ring, head, cqe)
+        {
+            if (n == TS_SHARD_LOOP_CQE_BATCH) {
+                break;
+            }
+            if (cqe->user_data != LIBURING_UDATA_TIMEOUT &&
+                shard_udata_tag(cqe->user_data) == tag) {
+                mine[n++] = (struct cqe_copy){cqe->user_data, cqe->res, cqe->flags};
+            } else if ((err = stash_push(l, cqe)) != 0) {
+                break;
+            }
+            taken++;
+        }
+        io_uring_cq_advance(&l->ring, taken);
+        for (uint32_t i = 0; i < n; i++) {
+            dispatch(l, &mine[i]);
+        }
+        total += (int)n;
+        if (err != 0) {
+            return total > 0 ? total : err;
+        }
+        if (n < TS_SHARD_LOOP_CQE_BATCH) {
+            return total;
+        }
+    }
+}
+
+int shard_loop_wait_tag(struct shard_loop *l, uint8_t tag)
+{
+    owner_check(l);
+    TS_ASSERT(tag != 0);
+    TS_ASSERT(l->handlers[tag].fn != NULL);
+    for (uint32_t pass = 0; pass < TS_SHARD_LOOP_WAIT_TAG_PASSES_MAX; pass++) {
+        int got = reap_tag(l, tag);
+        if (got != 0) {
+            return got < 0 ? got : 0;
+        }
+        int rc = io_uring_submit_and_wait(&l->ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN && rc != -EBUSY) {
+            return rc;
+        }
+    }
+    return -EAGAIN;
 }
 
 int shard_loop_run_once(struct shard_loop *l, bool wait)
@@ -563,6 +692,7 @@ void shard_loop_destroy(struct shard_loop *l)
     TS_ASSERT(l->alloc != NULL);
     io_uring_queue_exit(&l->ring);
     const struct ts_allocator *a = l->alloc;
+    ts_free(a, l->stash, (size_t)l->stash_cap * sizeof(*l->stash));
     ts_free(a, l->heap, (size_t)l->timers_max * sizeof(*l->heap));
     ts_free(a, l, sizeof(*l));
 }

@@ -134,6 +134,19 @@ int shard_loop_ring_fd(const struct shard_loop *l);
  * NULL only when the ring keeps refusing submissions (TS_SHARD_LOOP_SQE_RETRIES_MAX). */
 struct io_uring_sqe *shard_loop_sqe(struct shard_loop *l);
 
+/* Removes tag's handler (a subsystem that failed to set up). No SQE with that tag may
+ * be in flight. */
+void shard_loop_unregister(struct shard_loop *l, uint8_t tag);
+
+/* Waits synchronously until at least one CQE tagged `tag` has been dispatched to its
+ * handler: for a subsystem that cannot go on until its I/O completes (the disk under a
+ * B-tree page miss or a checkpoint, storage/disk/disk_uring.h's attached mode). Submits
+ * what is queued. Every other CQE reaped meanwhile is set aside, in order, and dispatched
+ * by the next iteration, never from inside this call, so no handler runs re-entrantly.
+ * Returns 0, TS_ENOMEM when TS_SHARD_LOOP_STASH_MAX CQEs are set aside already, -EAGAIN
+ * after TS_SHARD_LOOP_WAIT_TAG_PASSES_MAX wake-ups without one, or -errno. Owner thread. */
+int shard_loop_wait_tag(struct shard_loop *l, uint8_t tag);
+
 /* Registers fn for the CQEs tagged `tag` (1..255); fn borrows the CQE for the length of
  * the call only. Returns 0, TS_EINVAL for tag 0 or a tag already taken. */
 int shard_loop_register(struct shard_loop *l, uint8_t tag,

@@ -236,6 +236,15 @@ _Static_assert(TS_RAFT_ENTRY_BYTES_MAX >= TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX 
  * whole SQ on each successful submit, so more than a few failures means it is wedged. */
 #define TS_SHARD_LOOP_SQE_RETRIES_MAX 8u
 
+/* CQEs of other subsystems set aside while one waits synchronously for its own (the
+ * disk on a B-tree miss): at most this many; past it the wait fails with TS_ENOMEM and
+ * the rest stay in the CQ. The stash starts at the CQ's size and doubles as needed. */
+#define TS_SHARD_LOOP_STASH_MAX (1u << 20)
+
+/* Passes of a synchronous wait for one tag's CQE before it gives up with -EAGAIN (each
+ * pass blocks until some CQE arrives, so this bounds a wait flooded by other traffic). */
+#define TS_SHARD_LOOP_WAIT_TAG_PASSES_MAX 65536u
+
 /* ---- shard/xring.h ---- */
 
 /* Shards per node. The mesh grows with the square of this: at 64 shards it holds 4032

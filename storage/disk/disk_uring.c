@@ -6,7 +6,8 @@
  *            issued, oldest first, as slots free up;
  *   slots    in the kernel: the slot remembers the request, the bytes transferred so far,
  *            whether the sync is done, and how many CQEs are still due; a CQE's user_data
- *            is (slot << 8) | step, never a pointer;
+ *            is (slot << 8) | step, never a pointer, with the host's tag in bits 56..63
+ *            when the disk is attached to a shard's ring (disk_uring.h);
  *   done     complete, its res set; its callback runs in the next disk_run (never from
  *            disk_submit, even for a request that fails before reaching the kernel).
  *
@@ -72,7 +73,10 @@ struct uring_file {
 struct disk_uring {
     struct disk base; /* first: a struct disk * is a struct disk_uring * */
     const struct ts_allocator *alloc;
-    struct io_uring ring;
+    struct io_uring *ring; /* &own_ring, or the host's */
+    struct io_uring own_ring;
+    struct disk_uring_host host; /* attached mode: host.ring != NULL */
+    uint64_t tag_bits;           /* the host's tag, in place; 0 on an own ring */
     pid_t owner_tid;
     struct uring_slot *slots;
     uint32_t slots_max;
@@ -110,11 +114,16 @@ static bool op_has_sync(uint8_t op)
     return op == DISK_OP_FDATASYNC || op == DISK_OP_WRITE_FDATASYNC;
 }
 
-static uint64_t user_data_pack(uint32_t slot, enum uring_step step)
+static bool attached(const struct disk_uring *u)
+{
+    return u->host.ring != NULL;
+}
+
+static uint64_t user_data_pack(const struct disk_uring *u, uint32_t slot, enum uring_step step)
 {
     TS_DASSERT(slot < TS_DISK_URING_INFLIGHT_MAX);
     TS_DASSERT(step == URING_STEP_DATA || step == URING_STEP_SYNC);
-    return ((uint64_t)slot << TS_DISK_URING_STEP_BITS) | (uint64_t)step;
+    return u->tag_bits | ((uint64_t)slot << TS_DISK_URING_STEP_BITS) | (uint64_t)step;
 }
 
 /* ---- Lists ----------------------------------------------------------------------- */
@@ -186,10 +195,10 @@ static void slot_finish(struct disk_uring *u, uint32_t slot, int32_t res)
 static struct io_uring_sqe *sqe_get(struct disk_uring *u, int *err)
 {
     TS_DASSERT(err != NULL);
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(u->ring);
     if (sqe == NULL) {
-        int rc = io_uring_submit(&u->ring);
-        sqe = io_uring_get_sqe(&u->ring);
+        int rc = io_uring_submit(u->ring);
+        sqe = io_uring_get_sqe(u->ring);
         *err = rc < 0 ? rc : -EBUSY;
     }
     TS_DASSERT(sqe != NULL || *err < 0);
@@ -221,9 +230,9 @@ static int slot_issue(struct disk_uring *u, uint32_t slot)
     bool sync = op_has_sync(req->op) && !sl->synced;
     int fd = u->files[req->file].fd;
     int err = 0;
-    if (data && sync && io_uring_sq_space_left(&u->ring) < 2) {
+    if (data && sync && io_uring_sq_space_left(u->ring) < 2) {
         /* Both SQEs of a link must go in one submission, or the link would break. */
-        err = io_uring_submit(&u->ring);
+        err = io_uring_submit(u->ring);
         if (err < 0) {
             return err;
         }
@@ -234,7 +243,7 @@ static int slot_issue(struct disk_uring *u, uint32_t slot)
             return err;
         }
         prep_data(sqe, fd, req, sl->done_bytes);
-        io_uring_sqe_set_data64(sqe, user_data_pack(slot, URING_STEP_DATA));
+        io_uring_sqe_set_data64(sqe, user_data_pack(u, slot, URING_STEP_DATA));
         if (sync) {
             sqe->flags |= IOSQE_IO_LINK;
         }
@@ -246,7 +255,7 @@ static int slot_issue(struct disk_uring *u, uint32_t slot)
             return err;
         }
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-        io_uring_sqe_set_data64(sqe, user_data_pack(slot, URING_STEP_SYNC));
+        io_uring_sqe_set_data64(sqe, user_data_pack(u, slot, URING_STEP_SYNC));
     }
     sl->pending = (uint8_t)((data ? 1 : 0) + (sync ? 1 : 0));
     sl->progress = false;
@@ -347,6 +356,8 @@ static void on_sync(struct uring_slot *sl, int32_t res)
 
 static void on_cqe(struct disk_uring *u, uint64_t user_data, int32_t res)
 {
+    TS_DASSERT((user_data >> DISK_URING_TAG_SHIFT) == (u->tag_bits >> DISK_URING_TAG_SHIFT));
+    user_data &= DISK_URING_VALUE_MASK;
     uint32_t slot = (uint32_t)(user_data >> TS_DISK_URING_STEP_BITS);
     uint32_t step = (uint32_t)(user_data & ((1u << TS_DISK_URING_STEP_BITS) - 1));
     TS_ASSERT(slot < u->slots_max);
@@ -375,16 +386,17 @@ struct uring_cqe_copy {
     int32_t res;
 };
 
-/* Reaps every CQE in the ring, a batch at a time. */
+/* Reaps every CQE in the disk's own ring, a batch at a time. */
 static void reap(struct disk_uring *u)
 {
     struct uring_cqe_copy batch[TS_DISK_URING_CQE_BATCH];
     TS_DASSERT(u->slots_used <= u->slots_max);
+    TS_ASSERT(!attached(u)); /* the host reaps its ring and calls disk_uring_complete */
     for (;;) {
         uint32_t n = 0;
         unsigned head;
         struct io_uring_cqe *cqe;
-        io_uring_for_each_cqe(&u->ring, head, cqe)
+        io_uring_for_each_cqe(u->ring, head, cqe)
         {
             if (n == TS_DISK_URING_CQE_BATCH) {
                 break;
@@ -393,7 +405,7 @@ static void reap(struct disk_uring *u)
             batch[n].res = cqe->res;
             n++;
         }
-        io_uring_cq_advance(&u->ring, n);
+        io_uring_cq_advance(u->ring, n);
         for (uint32_t i = 0; i < n; i++) {
             on_cqe(u, batch[i].user_data, batch[i].res);
         }
@@ -404,20 +416,42 @@ static void reap(struct disk_uring *u)
     }
 }
 
+/* Attached: the host's loop reaps its ring and hands the disk's completions over through
+ * disk_uring_complete, so not waiting means doing nothing here (the loop submits what is
+ * queued when it next waits); waiting means letting the host wait for the disk's tag. */
+static int pump_attached(struct disk_uring *u, bool wait)
+{
+    TS_DASSERT(attached(u));
+    for (uint32_t pass = 0; pass < TS_DISK_URING_WAIT_PASSES_MAX; pass++) {
+        if (!wait || u->done_head != NULL || u->slots_used == 0) {
+            return 0;
+        }
+        int rc = u->host.wait(u->host.ctx);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            return rc;
+        }
+        backlog_drain(u);
+    }
+    return 0;
+}
+
 /* Submits, optionally waits for a completion, and reaps until something is done (with
  * block) or once (without). Returns 0 or -errno. */
 static int pump(struct disk_uring *u, bool wait)
 {
     TS_DASSERT(u->slots_used <= u->slots_max);
+    if (attached(u)) {
+        return pump_attached(u, wait);
+    }
     for (uint32_t pass = 0; pass < TS_DISK_URING_WAIT_PASSES_MAX; pass++) {
         bool block = wait && u->done_head == NULL && u->slots_used > 0;
-        int rc = io_uring_submit_and_wait(&u->ring, block ? 1 : 0);
+        int rc = io_uring_submit_and_wait(u->ring, block ? 1 : 0);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             return rc;
         }
         if (!block) {
             /* With DEFER_TASKRUN, completions are posted only when we ask. */
-            rc = io_uring_get_events(&u->ring);
+            rc = io_uring_get_events(u->ring);
             if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
                 return rc;
             }
@@ -715,11 +749,13 @@ static void drain_kernel(struct disk_uring *u)
     TS_DASSERT(u->slots_used <= u->slots_max);
     for (uint32_t pass = 0; u->slots_used > 0 && pass < TS_DISK_URING_WAIT_PASSES_MAX * 64;
          pass++) {
-        int rc = io_uring_submit_and_wait(&u->ring, 1);
+        int rc = attached(u) ? u->host.wait(u->host.ctx) : io_uring_submit_and_wait(u->ring, 1);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
             break;
         }
-        reap(u); /* reissues may follow; their completions come in the next pass */
+        if (!attached(u)) {
+            reap(u); /* reissues may follow; their completions come in the next pass */
+        }
     }
     TS_DASSERT(u->slots_used == 0);
 }
@@ -739,7 +775,9 @@ static void uring_destroy(struct disk *d)
     TS_ASSERT(u->calling == 0);
     drain_kernel(u);
     TS_DASSERT(u->slots_used == 0);
-    io_uring_queue_exit(&u->ring);
+    if (!attached(u)) {
+        io_uring_queue_exit(u->ring);
+    }
     for (uint32_t i = 0; i < u->files_max; i++) {
         if (u->files[i].fd >= 0) {
             close(u->files[i].fd);
@@ -780,12 +818,12 @@ static int ring_init(struct disk_uring *u, uint32_t entries, uint32_t inflight)
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     p.cq_entries = (uint32_t)cq;
-    int rc = io_uring_queue_init_params(entries, &u->ring, &p);
+    int rc = io_uring_queue_init_params(entries, &u->own_ring, &p);
     if (rc == -EINVAL) {
         memset(&p, 0, sizeof(p));
         p.flags = IORING_SETUP_CQSIZE;
         p.cq_entries = (uint32_t)cq;
-        rc = io_uring_queue_init_params(entries, &u->ring, &p);
+        rc = io_uring_queue_init_params(entries, &u->own_ring, &p);
     }
     return rc;
 }
@@ -795,8 +833,9 @@ static uint32_t or_default(uint32_t v, uint32_t def)
     return v == 0 ? def : v;
 }
 
-int disk_uring_create(const struct disk_uring_config *cfg, const struct ts_allocator *alloc,
-                      struct disk **out)
+/* The backend without its ring. */
+static int uring_new(const struct disk_uring_config *cfg, const struct ts_allocator *alloc,
+                     struct disk_uring **out)
 {
     TS_ASSERT(cfg != NULL);
     TS_ASSERT(alloc != NULL);
@@ -828,12 +867,55 @@ int disk_uring_create(const struct disk_uring_config *cfg, const struct ts_alloc
     for (uint32_t i = 0; i < files; i++) {
         u->files[i] = (struct uring_file){.fd = -1};
     }
-    int rc = ring_init(u, entries, inflight);
+    u->owner_tid = gettid();
+    *out = u;
+    return 0;
+}
+
+int disk_uring_create(const struct disk_uring_config *cfg, const struct ts_allocator *alloc,
+                      struct disk **out)
+{
+    struct disk_uring *u;
+    int rc = uring_new(cfg, alloc, &u);
+    if (rc < 0) {
+        return rc;
+    }
+    uint32_t entries = or_default(cfg->ring_entries, TS_DISK_URING_RING_ENTRIES_DEFAULT);
+    rc = ring_init(u, entries, u->slots_max);
     if (rc < 0) {
         uring_free(u);
         return rc;
     }
-    u->owner_tid = gettid();
+    u->ring = &u->own_ring;
     *out = &u->base;
     return 0;
+}
+
+int disk_uring_attach(const struct disk_uring_config *cfg, const struct disk_uring_host *host,
+                      const struct ts_allocator *alloc, struct disk **out)
+{
+    TS_ASSERT(host != NULL);
+    TS_ASSERT(host->ring != NULL);
+    TS_ASSERT(host->wait != NULL);
+    if (host->tag == 0) {
+        return -EINVAL;
+    }
+    struct disk_uring *u;
+    int rc = uring_new(cfg, alloc, &u);
+    if (rc < 0) {
+        return rc;
+    }
+    u->host = *host;
+    u->ring = host->ring;
+    u->tag_bits = (uint64_t)host->tag << DISK_URING_TAG_SHIFT;
+    *out = &u->base;
+    return 0;
+}
+
+void disk_uring_complete(struct disk *d, uint64_t user_data, int32_t res)
+{
+    struct disk_uring *u = uring_of(d);
+    TS_ASSERT(attached(u));
+    on_cqe(u, user_data, res);
+    backlog_drain(u);
 }
