@@ -175,6 +175,9 @@ _Static_assert(TS_RAFT_ENTRY_BYTES_MAX >= TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX 
                "one entry carries the largest put");
 /* ReadIndex requests waiting for one group's leader to confirm a round. Clients beyond
  * it get TS_EFULL: a leader that cannot reach a quorum must not queue without end. */
+/* Entries in one APPEND, whatever their size (the receiver's decoder holds this many
+ * entry views: shard/peer_codec.h). */
+#define TS_RAFT_MSG_ENTRIES_MAX 4096u
 #define TS_RAFT_READS_PENDING_MAX 4096u
 /* Messages one instance may queue between two readies (an unbounded input burst is
  * answered with at most this many; the rest are dropped and retried by Raft). */
@@ -245,6 +248,18 @@ _Static_assert(TS_RAFT_ENTRY_BYTES_MAX >= TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX 
  * pass blocks until some CQE arrives, so this bounds a wait flooded by other traffic). */
 #define TS_SHARD_LOOP_WAIT_TAG_PASSES_MAX 65536u
 
+/* ---- shard/host.h ---- */
+
+/* Ranges a cluster starts with (tesserad --ranges) and at most. */
+#define TS_HOST_RANGES_DEFAULT 64u
+#define TS_HOST_RANGES_MAX 4096u
+/* Raft's tick; with 10 ticks per election timeout a failed leader is replaced in 1-2 s. */
+#define TS_HOST_TICK_MS_DEFAULT 100u
+/* Applied entries between two B-tree checkpoints of a shard. */
+#define TS_HOST_CHECKPOINT_ENTRIES 50000u
+/* Bytes of log entries read at once when a shard restarts its groups. */
+#define TS_HOST_RECOVER_READ_BYTES (4u * 1024u * 1024u)
+
 /* ---- shard/xring.h ---- */
 
 /* Shards per node. The mesh grows with the square of this: at 64 shards it holds 4032
@@ -304,5 +319,32 @@ _Static_assert((TS_XRING_SLOTS_DEFAULT & (TS_XRING_SLOTS_DEFAULT - 1)) == 0 &&
                "ring indices wrap with a mask: slot counts are powers of two");
 _Static_assert(TS_NIO_RECV_BUF_BYTES_DEFAULT <= TS_FRAME_BYTES_MAX,
                "a frame may span receive buffers, never the other way round");
+
+/* ---- core/kv (kv.h) ----
+ * Appended by core/kv. A stored key is a 1-byte prefix + the user key, a stored value a
+ * 33-byte header + the user value (kv.h's layout), and the B-tree refuses stored keys
+ * over TS_KEY_BYTES_MAX and values over TS_VALUE_BYTES_MAX, so the user's limits are
+ * those minus the framing. */
+#define TS_KV_KEY_BYTES_MAX (TS_KEY_BYTES_MAX - 1u)
+#define TS_KV_VALUE_BYTES_MAX (TS_VALUE_BYTES_MAX - 33u)
+/* Compares, success ops and failure ops per txn, each: etcd's --max-txn-ops default. */
+#define TS_KV_TXN_OPS_MAX 128u
+/* Opaque per-range blobs (descriptor, Raft conf state, ...) and their size: a
+ * descriptor with TS_RAFT_MEMBERS_MAX replicas and two 1 KiB keys is well below. */
+#define TS_KV_BLOBS_MAX 8u
+#define TS_KV_BLOB_BYTES_MAX (64u * 1024u)
+/* Row bytes one read or txn call reports when the sink names no budget: half a frame,
+ * so the answer, with the one row that may go over the budget, fits a frame. */
+#define TS_KV_READ_BYTES_DEFAULT (TS_FRAME_BYTES_MAX / 2u)
+/* What a row costs besides its key and value in a FlatBuffers KeyValue (table, vtable,
+ * four u64 fields, two vector headers and padding), counted against the budget. */
+#define TS_KV_ROW_OVERHEAD_BYTES 64u
+/* The scratch area kv_apply and kv_read need: one stored value and four stored keys. */
+#define TS_KV_SCRATCH_BYTES (TS_VALUE_BYTES_MAX + 4u * (TS_KEY_BYTES_MAX + 8u))
+_Static_assert(TS_KV_BLOB_BYTES_MAX <= TS_VALUE_BYTES_MAX, "a blob is one B-tree value");
+_Static_assert(TS_KV_READ_BYTES_DEFAULT + TS_FRAME_OVERHEAD_BYTES_MAX + TS_KEY_BYTES_MAX +
+                       TS_VALUE_BYTES_MAX <=
+                   TS_FRAME_BYTES_MAX,
+               "a full default budget plus the one row that may go over it fits a frame");
 
 #endif
