@@ -92,8 +92,8 @@ static int64_t backoff_ms(struct tessera_client *c, uint32_t n)
 
 /* ------------------------------------------------------------------ endpoints */
 
-/* Parses one "host:port" or "[v6]:port" and resolves it. */
-static int endpoint_parse(struct client_endpoint *ep, const char *s, size_t n)
+/* Parses one "host:port" or "[v6]:port" and resolves it (numeric_only: without DNS). */
+static int endpoint_parse(struct client_endpoint *ep, const char *s, size_t n, bool numeric_only)
 {
     char buf[TS_CLIENT_ENDPOINT_BYTES_MAX + 1];
     if (n == 0 || n > TS_CLIENT_ENDPOINT_BYTES_MAX) {
@@ -101,6 +101,7 @@ static int endpoint_parse(struct client_endpoint *ep, const char *s, size_t n)
     }
     memcpy(buf, s, n);
     buf[n] = '\0';
+    memcpy(ep->name, buf, n + 1);
     char *colon = strrchr(buf, ':');
     if (colon == NULL || colon[1] == '\0' || colon == buf) {
         return TS_EINVAL;
@@ -116,6 +117,9 @@ static int endpoint_parse(struct client_endpoint *ep, const char *s, size_t n)
         host++;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    if (numeric_only) {
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    }
     struct addrinfo *res = NULL;
     if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL) {
         return TS_EINVAL;
@@ -141,23 +145,49 @@ static int endpoints_parse(struct tessera_client *c, const char *list)
     if (n > TESSERA_ENDPOINTS_MAX) {
         return TS_EINVAL;
     }
-    c->endpoints = ts_alloc(c->alloc, n * sizeof(*c->endpoints));
+    c->endpoints = ts_alloc(c->alloc, TESSERA_ENDPOINTS_MAX * sizeof(*c->endpoints));
     if (c->endpoints == NULL) {
         return TS_ENOMEM;
     }
-    memset(c->endpoints, 0, n * sizeof(*c->endpoints));
+    memset(c->endpoints, 0, TESSERA_ENDPOINTS_MAX * sizeof(*c->endpoints));
     c->endpoint_count = n;
+    c->endpoint_cfg_count = n;
     const char *p = list;
     for (uint32_t i = 0; i < n; i++) {
         const char *end = strchr(p, ',');
         size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        int rc = endpoint_parse(&c->endpoints[i], p, len);
+        int rc = endpoint_parse(&c->endpoints[i], p, len, false);
         if (rc != 0) {
             return rc;
         }
         p += len + 1;
     }
     return 0;
+}
+
+int client_endpoint_for(struct tessera_client *c, const char *address)
+{
+    TS_ASSERT(c->endpoint_count <= TESSERA_ENDPOINTS_MAX);
+    if (address == NULL || address[0] == '\0') {
+        return -1;
+    }
+    for (uint32_t i = 0; i < c->endpoint_count; i++) {
+        if (strcmp(c->endpoints[i].name, address) == 0) {
+            return (int)i;
+        }
+    }
+    if (c->endpoint_count == TESSERA_ENDPOINTS_MAX) {
+        return -1;
+    }
+    struct client_endpoint *ep = &c->endpoints[c->endpoint_count];
+    *ep = (struct client_endpoint){0};
+    if (endpoint_parse(ep, address, strlen(address), true) != 0) {
+        return -1;
+    }
+    c->endpoint_count++;
+    c->conn_count = c->endpoint_count * c->cfg.connections_per_endpoint;
+    TS_ASSERT(c->conn_count <= c->conn_cap);
+    return (int)c->endpoint_count - 1;
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -209,14 +239,15 @@ static int config_check(struct tessera_client_config *cfg)
  * enough for tessera_client_free (counts are set only with their arrays). */
 static int client_alloc_tables(struct tessera_client *c)
 {
-    uint32_t conns = c->endpoint_count * c->cfg.connections_per_endpoint;
+    uint32_t conns = TESSERA_ENDPOINTS_MAX * c->cfg.connections_per_endpoint;
     uint32_t slots = c->cfg.inflight_max;
     TS_ASSERT(conns > 0 && slots > 0);
     c->conns = ts_alloc(c->alloc, conns * sizeof(*c->conns));
     if (c->conns == NULL) {
         return TS_ENOMEM;
     }
-    c->conn_count = conns;
+    c->conn_cap = conns;
+    c->conn_count = c->endpoint_count * c->cfg.connections_per_endpoint;
     for (uint32_t i = 0; i < conns; i++) {
         c->conns[i] =
             (struct client_conn){.fd = -1, .endpoint = (int)(i / c->cfg.connections_per_endpoint)};
@@ -228,7 +259,8 @@ static int client_alloc_tables(struct tessera_client *c)
     }
     c->slot_count = slots;
     for (uint32_t i = 0; i < slots; i++) {
-        c->slots[i] = (struct client_slot){.conn = -1, .endpoint = -1};
+        c->slots[i] = (struct client_slot){
+            .conn = -1, .endpoint = -1, .next_endpoint = -1, .pinned_endpoint = -1};
     }
     c->free_list = ts_alloc(c->alloc, slots * sizeof(*c->free_list));
     if (c->free_list == NULL) {
@@ -238,6 +270,12 @@ static int client_alloc_tables(struct tessera_client *c)
         c->free_list[i] = slots - 1 - i; /* slot 0 is handed out first */
     }
     c->free_count = slots;
+    if (c->cfg.route == NULL) {
+        int rc = route_cache_init(c);
+        if (rc != 0) {
+            return rc;
+        }
+    }
     return proto_builder_init(&c->builder, c->alloc, 4096, TS_FRAME_BYTES_MAX);
 }
 
@@ -308,11 +346,59 @@ static void slot_complete(struct tessera_client *c, struct client_slot *s, int s
     c->in_callback = false;
 }
 
+/* Builds the envelope around the encoded op into c->builder and finishes the frame. For
+ * a request routed by the built-in cache, Request.range_id and Request.epoch are always
+ * written (zero until placement), and *range_id_off / *epoch_off receive where they sit in
+ * the frame, so that slot_place can write the route of each attempt in place. */
+static int build_frame(struct tessera_client *c, const struct client_request *req, uint64_t id,
+                       uint32_t timeout, const uint8_t **frame, uint32_t *frame_len,
+                       uint32_t *range_id_off, uint32_t *epoch_off)
+{
+    struct proto_builder *b = &c->builder;
+    proto_builder_reset(b);
+    struct client_encoded enc = {0};
+    int rc = req->encode(b, req->args, &enc);
+    bool routed = c->cfg.route == NULL && req->key_len > 0;
+    uint32_t range_loc = 0;
+    uint32_t epoch_loc = 0;
+    proto_request_begin(b);
+    proto_request_add_id(b, id);
+    if (routed) {
+        /* Slots 1 and 2 of Request (tessera.fbs ids); added even when zero, unlike the
+         * generated adders, so that the bytes exist to be rewritten. */
+        struct proto_range_epoch zero = {0};
+        proto_add_u64(b, 1, 0);
+        range_loc = b->field_loc[1];
+        proto_request_add_epoch(b, &zero);
+        epoch_loc = b->field_loc[2];
+    }
+    proto_request_add_consistency(b, req->consistency);
+    proto_request_add_timeout_ms(b, timeout);
+    proto_request_add_op(b, enc.op_type, enc.op);
+    proto_ref r = proto_request_end(b);
+    proto_message_begin(b);
+    proto_message_add_body(b, PROTO_BODY_REQUEST, r);
+    proto_ref m = proto_message_end(b);
+    if (rc == 0) {
+        rc = proto_message_finish(b, m, true, frame, frame_len);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    /* The builder writes back to front: a field's distance from the end never changes. */
+    *range_id_off = routed ? *frame_len - range_loc : 0;
+    *epoch_off = routed ? *frame_len - epoch_loc : 0;
+    TS_DASSERT(!routed || *range_id_off + 8 <= *frame_len);
+    TS_DASSERT(!routed || *epoch_off + PROTO_RANGE_EPOCH_BYTES <= *frame_len);
+    return 0;
+}
+
 int client_submit(struct tessera_client *c, const struct client_request *req,
                   tessera_response_cb cb, void *data)
 {
     TS_ASSERT(req != NULL && req->encode != NULL);
-    if (cb == NULL || req->key_len > TS_KEY_BYTES_MAX) {
+    if (cb == NULL || req->key_len > TS_KEY_BYTES_MAX ||
+        (req->pinned && (req->endpoint < 0 || (uint32_t)req->endpoint >= c->endpoint_count))) {
         return TS_EINVAL;
     }
     if (c->free_count == 0) {
@@ -323,24 +409,11 @@ int client_submit(struct tessera_client *c, const struct client_request *req,
     TS_ASSERT(s->state == SLOT_FREE);
     uint64_t id = (c->sequence << CLIENT_SLOT_BITS) | idx;
     uint32_t timeout = req->timeout_ms != 0 ? req->timeout_ms : c->cfg.request_timeout_ms;
-
-    struct proto_builder *b = &c->builder;
-    proto_builder_reset(b);
-    struct client_encoded enc = {0};
-    int rc = req->encode(b, req->args, &enc);
-    proto_request_begin(b);
-    proto_request_add_id(b, id);
-    proto_request_add_timeout_ms(b, timeout);
-    proto_request_add_op(b, enc.op_type, enc.op);
-    proto_ref r = proto_request_end(b);
-    proto_message_begin(b);
-    proto_message_add_body(b, PROTO_BODY_REQUEST, r);
-    proto_ref m = proto_message_end(b);
     const uint8_t *frame = NULL;
     uint32_t frame_len = 0;
-    if (rc == 0) {
-        rc = proto_message_finish(b, m, true, &frame, &frame_len);
-    }
+    uint32_t range_id_off = 0;
+    uint32_t epoch_off = 0;
+    int rc = build_frame(c, req, id, timeout, &frame, &frame_len, &range_id_off, &epoch_off);
     s->frame.off = s->frame.len = 0;
     s->key.off = s->key.len = 0;
     if (rc == 0) {
@@ -364,6 +437,10 @@ int client_submit(struct tessera_client *c, const struct client_request *req,
                               .ready_ms = now,
                               .key = s->key,
                               .frame = s->frame,
+                              .range_id_off = range_id_off,
+                              .epoch_off = epoch_off,
+                              .next_endpoint = -1,
+                              .pinned_endpoint = req->pinned ? req->endpoint : -1,
                               .cb = cb,
                               .data = data};
     c->stats.requests++;
@@ -435,6 +512,13 @@ static void endpoint_failed(struct tessera_client *c, int e, bool connecting, in
 {
     TS_ASSERT(e >= 0 && (uint32_t)e < c->endpoint_count);
     struct client_endpoint *ep = &c->endpoints[e];
+    /* Routes naming it as leader forget it: the next requests go by key until an answer
+     * names a leader again. */
+    for (uint32_t i = 0; c->routes.entries != NULL && i < c->routes.count; i++) {
+        if (c->routes.entries[i].leader == e) {
+            c->routes.entries[i].leader = -1;
+        }
+    }
     ep->failures++;
     ep->avoid_until_ms = now + backoff_ms(c, ep->failures);
     if (connecting) {
@@ -520,18 +604,45 @@ static int conn_flush(struct client_conn *cn)
 
 /* ------------------------------------------------------------------ placement */
 
-/* The endpoint for a request's next attempt. */
-static int pick_endpoint(struct tessera_client *c, const struct client_slot *s, int64_t now)
+/* The endpoint a route names for the slot's key (built-in cache or hooks), or -1. */
+static int pick_routed(struct tessera_client *c, const struct client_slot *s, bool avoid_last)
 {
     uint32_t n = c->endpoint_count;
     const struct tessera_route_hooks *h = c->cfg.route;
-    bool avoid_last = s->attempts > 0 && n > 1;
-    if (h != NULL && h->lookup != NULL && s->key.len > 0) {
-        int e = h->lookup(h->data, s->key.data + s->key.off, s->key.len - s->key.off);
-        if (e >= 0 && (uint32_t)e < n && !(avoid_last && e == s->endpoint)) {
-            return e;
-        }
+    int e = -1;
+    if (s->key.len == s->key.off) {
+        return -1;
     }
+    if (h == NULL) {
+        int i = route_find(c, s->key.data + s->key.off, s->key.len - s->key.off);
+        e = i >= 0 ? c->routes.entries[i].leader : -1;
+    } else if (h->lookup != NULL) {
+        e = h->lookup(h->data, s->key.data + s->key.off, s->key.len - s->key.off);
+    }
+    if (e >= 0 && (uint32_t)e < n && !(avoid_last && e == s->endpoint)) {
+        return e;
+    }
+    return -1;
+}
+
+/* The endpoint for a request's next attempt: pinned, a leader hint's, the route's, else
+ * the next of cfg.endpoints (endpoints learnt from hints serve only the routes naming
+ * them) that is not being avoided. */
+static int pick_endpoint(struct tessera_client *c, const struct client_slot *s, int64_t now)
+{
+    uint32_t n = c->endpoint_cfg_count;
+    bool avoid_last = s->attempts > 0 && c->endpoint_count > 1 && !s->redirect;
+    if (s->pinned_endpoint >= 0) {
+        return s->pinned_endpoint;
+    }
+    if (s->next_endpoint >= 0 && (uint32_t)s->next_endpoint < c->endpoint_count) {
+        return s->next_endpoint;
+    }
+    int routed = pick_routed(c, s, avoid_last);
+    if (routed >= 0) {
+        return routed;
+    }
+    TS_ASSERT(n >= 1 && n <= c->endpoint_count);
     uint32_t start = avoid_last ? (uint32_t)s->endpoint + 1 : c->round_robin++;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t e = (start + i) % n;
@@ -565,6 +676,22 @@ static int pick_conn(struct tessera_client *c, int e)
     return best;
 }
 
+/* Writes the cached route of the slot's key (or zeros: route by key) into its frame. */
+static void slot_write_route(struct tessera_client *c, struct client_slot *s)
+{
+    TS_ASSERT(s->range_id_off != 0 && s->epoch_off != 0);
+    TS_ASSERT(s->key.len > s->key.off);
+    int i = route_find(c, s->key.data + s->key.off, s->key.len - s->key.off);
+    const struct route_entry *r = i >= 0 ? &c->routes.entries[i] : NULL;
+    struct proto_range_epoch ep = {.generation = r != NULL ? r->generation : 0,
+                                   .conf_version = r != NULL ? r->conf_version : 0};
+    uint8_t *f = s->frame.data + s->frame.off;
+    ts_store_le64(f + s->range_id_off, r != NULL ? r->range_id : 0);
+    proto_range_epoch_write(f + s->epoch_off, &ep);
+    c->routes.hits += r != NULL;
+    c->routes.misses += r == NULL;
+}
+
 /* Places one WAIT request on a connection. */
 static void slot_place(struct tessera_client *c, struct client_slot *s, int64_t now)
 {
@@ -572,9 +699,14 @@ static void slot_place(struct tessera_client *c, struct client_slot *s, int64_t 
     int e = pick_endpoint(c, s, now);
     int ci = pick_conn(c, e);
     struct client_conn *cn = &c->conns[ci];
-    s->attempts++;
+    if (s->range_id_off != 0) {
+        slot_write_route(c, s);
+    }
+    s->attempts += !s->redirect || s->attempts == 0;
+    c->stats.retries += s->attempts > 1 && !s->redirect;
+    s->redirect = false;
+    s->next_endpoint = -1;
     s->endpoint = e;
-    c->stats.retries += s->attempts > 1;
     int rc = 0;
     if (cn->state == CONN_DOWN) {
         rc = conn_start(c, cn, now);
@@ -644,6 +776,21 @@ static void client_step(struct tessera_client *c)
 
 /* ------------------------------------------------------------------ answers */
 
+/* The descriptor an answer carries, as the hooks' view. */
+static struct tessera_range_desc desc_view(struct proto_range_descriptor d)
+{
+    struct proto_bytes sk = proto_range_descriptor_start_key(d);
+    struct proto_bytes ek = proto_range_descriptor_end_key(d);
+    struct proto_range_epoch ep = proto_range_descriptor_epoch(d);
+    return (struct tessera_range_desc){.range_id = proto_range_descriptor_range_id(d),
+                                       .start_key = sk.data,
+                                       .start_key_len = sk.len,
+                                       .end_key = ek.data,
+                                       .end_key_len = ek.len,
+                                       .generation = ep.generation,
+                                       .conf_version = ep.conf_version};
+}
+
 static void route_feedback(struct tessera_client *c, const struct client_slot *s,
                            struct proto_response r, int status)
 {
@@ -660,20 +807,85 @@ static void route_feedback(struct tessera_client *c, const struct client_slot *s
     if (h->update == NULL || (d.tab == NULL && l.tab == NULL)) {
         return;
     }
-    struct proto_bytes sk = proto_range_descriptor_start_key(d);
-    struct proto_bytes ek = proto_range_descriptor_end_key(d);
-    struct proto_range_epoch ep = proto_range_descriptor_epoch(d);
-    struct tessera_range_desc desc = {.range_id = proto_range_descriptor_range_id(d),
-                                      .start_key = sk.data,
-                                      .start_key_len = sk.len,
-                                      .end_key = ek.data,
-                                      .end_key_len = ek.len,
-                                      .generation = ep.generation,
-                                      .conf_version = ep.conf_version};
+    struct tessera_range_desc desc = desc_view(d);
     struct tessera_leader_hint hint = {.node_id = proto_leader_hint_node_id(l),
                                        .replica_id = proto_leader_hint_replica_id(l),
                                        .address = proto_leader_hint_address(l).ptr};
     h->update(h->data, d.tab != NULL ? &desc : NULL, l.tab != NULL ? &hint : NULL);
+}
+
+/* Sends a SENT request back to WAIT, ready at `ready` (an immediate re-send when redirect). */
+static void slot_requeue(struct tessera_client *c, struct client_slot *s, int64_t ready,
+                         bool redirect)
+{
+    TS_ASSERT(s->state == SLOT_SENT);
+    TS_ASSERT(c->conns[s->conn].sent > 0);
+    c->conns[s->conn].sent--;
+    c->wait_count++;
+    s->state = SLOT_WAIT;
+    s->conn = -1;
+    s->ready_ms = ready;
+    s->redirect = redirect;
+    s->redirects += redirect;
+    c->stats.redirects += redirect;
+    c->next_ready_ms = ready < c->next_ready_ms ? ready : c->next_ready_ms;
+}
+
+/*
+ * The built-in route cache's part of an answer to a keyed request: learn the descriptor
+ * and leader it carries, and re-send at once when the route was wrong. Returns true when
+ * the request was sent back for another attempt (its callback does not run now).
+ *   NotLeader + a hint whose address is numeric: the hint's endpoint (added when new)
+ *     becomes the range's leader and the request goes there at once;
+ *   NotLeader without a usable hint: the leader is forgotten and the request is retried
+ *     elsewhere after a back-off, as for a connection loss (within cfg.retries);
+ *   StaleEpoch, RangeNotFound for a request that carried a cached route: the descriptor
+ *     replaces it (or it is dropped) and the request is re-sent at once. A RangeNotFound
+ *     for a request routed by key is final.
+ * Immediate re-sends are bounded by CLIENT_REDIRECTS_MAX per request.
+ */
+static bool route_answer(struct tessera_client *c, struct client_slot *s, struct proto_response r,
+                         int status, int64_t now)
+{
+    TS_ASSERT(c->cfg.route == NULL);
+    TS_ASSERT(s->key.len > s->key.off);
+    const uint8_t *key = s->key.data + s->key.off;
+    uint32_t key_len = s->key.len - s->key.off;
+    struct proto_range_descriptor d = proto_response_range(r);
+    if (d.tab != NULL) {
+        struct tessera_range_desc desc = desc_view(d);
+        (void)route_put(c, &desc); /* a failed allocation only loses the cache entry */
+    }
+    int i = route_find(c, key, key_len);
+    if (status == TS_ENOTLEADER) {
+        struct proto_leader_hint l = proto_response_leader(r);
+        int e = l.tab != NULL ? client_endpoint_for(c, proto_leader_hint_address(l).ptr) : -1;
+        if (i >= 0) {
+            c->routes.entries[i].leader = e;
+        }
+        if (e >= 0 && s->redirects < CLIENT_REDIRECTS_MAX) {
+            slot_requeue(c, s, now, true);
+            s->next_endpoint = e;
+            return true;
+        }
+        if (e < 0 && s->attempts <= c->cfg.retries) {
+            slot_requeue(c, s, now + backoff_ms(c, s->attempts), false);
+            return true;
+        }
+        return false;
+    }
+    if (status != TS_ESTALEEPOCH && status != TS_ENORANGE) {
+        return false;
+    }
+    bool had_route = ts_load_le64(s->frame.data + s->frame.off + s->range_id_off) != 0;
+    if (d.tab == NULL) {
+        route_drop(c, key, key_len);
+    }
+    if (!had_route || s->redirects >= CLIENT_REDIRECTS_MAX) {
+        return false;
+    }
+    slot_requeue(c, s, now, true);
+    return true;
 }
 
 /* One whole frame from connection ci. Returns 0, or TS_EPROTO for a bad frame. */
@@ -698,6 +910,9 @@ static int handle_frame(struct tessera_client *c, int ci, const uint8_t *p, uint
     }
     int status = client_status_to_error(proto_response_status(r));
     route_feedback(c, s, r, status);
+    if (s->range_id_off != 0 && route_answer(c, s, r, status, now_ms())) {
+        return 0;
+    }
     struct tessera_response out = {.id = id,
                                    .status = status,
                                    .message = proto_response_message(r).ptr,
@@ -827,7 +1042,7 @@ static void conn_event(struct tessera_client *c, struct client_conn *cn, short r
 
 int tessera_client_fds_max(const struct tessera_client *c)
 {
-    return (int)c->conn_count;
+    return (int)c->conn_cap;
 }
 
 int tessera_client_fds(struct tessera_client *c, struct pollfd *fds, int cap)
@@ -836,7 +1051,7 @@ int tessera_client_fds(struct tessera_client *c, struct pollfd *fds, int cap)
     if (c->in_callback || (cap > 0 && fds == NULL)) {
         return TS_EINVAL;
     }
-    if (cap < (int)c->conn_count) {
+    if (cap < (int)c->conn_cap) {
         return TS_ETOOBIG;
     }
     client_step(c);
@@ -922,7 +1137,7 @@ int tessera_client_run(struct tessera_client *c, int timeout_ms)
         if (c->free_count == c->slot_count) {
             break;
         }
-        int n = tessera_client_fds(c, c->pfds, (int)c->conn_count);
+        int n = tessera_client_fds(c, c->pfds, (int)c->conn_cap);
         TS_ASSERT(n >= 0 && (uint32_t)n <= c->conn_count);
         if (c->stats.completed != before) {
             break;
@@ -937,6 +1152,17 @@ int tessera_client_run(struct tessera_client *c, int timeout_ms)
         }
     }
     return (int)(c->stats.completed - before);
+}
+
+void client_wait(struct tessera_client *c, const bool *done)
+{
+    TS_ASSERT(!c->in_callback);
+    /* The request's deadline bounds this loop: once it passes, the next pass completes the
+     * request with TESSERA_ETIMEOUT. A failing poll() only makes the loop spin until then;
+     * the caller's state must stay alive until the callback has run. */
+    while (!*done) {
+        (void)tessera_client_run(c, -1);
+    }
 }
 
 uint32_t tessera_client_inflight(const struct tessera_client *c)
@@ -961,7 +1187,7 @@ void tessera_client_free(struct tessera_client *c)
             slot_complete(c, &c->slots[i], TS_ESHUTDOWN, NULL);
         }
     }
-    for (uint32_t i = 0; c->conns != NULL && i < c->conn_count; i++) {
+    for (uint32_t i = 0; c->conns != NULL && i < c->conn_cap; i++) {
         conn_close(c, &c->conns[i]);
         cbuf_free(c->alloc, &c->conns[i].out);
         cbuf_free(c->alloc, &c->conns[i].in);
@@ -973,11 +1199,12 @@ void tessera_client_free(struct tessera_client *c)
     if (c->builder.alloc != NULL) {
         proto_builder_fini(&c->builder);
     }
+    route_cache_fini(c);
     const struct ts_allocator *a = c->alloc;
-    ts_free(a, c->conns, c->conn_count * sizeof(*c->conns));
-    ts_free(a, c->pfds, c->conn_count * sizeof(*c->pfds));
+    ts_free(a, c->conns, c->conn_cap * sizeof(*c->conns));
+    ts_free(a, c->pfds, c->conn_cap * sizeof(*c->pfds));
     ts_free(a, c->slots, c->cfg.inflight_max * sizeof(*c->slots));
     ts_free(a, c->free_list, c->cfg.inflight_max * sizeof(*c->free_list));
-    ts_free(a, c->endpoints, c->endpoint_count * sizeof(*c->endpoints));
+    ts_free(a, c->endpoints, TESSERA_ENDPOINTS_MAX * sizeof(*c->endpoints));
     ts_free(a, c, sizeof(*c));
 }

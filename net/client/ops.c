@@ -1,6 +1,7 @@
 /*
- * net/client request kinds: one encoder and one decoder each, plus the public entry
- * points. Issue 7 adds put, get, delete, ... here without touching the event core.
+ * net/client answers and the unkeyed request kinds: the Status mapping, the decoder of
+ * every answer kind and the accessors of their repeated parts (tessera_response_kvs...),
+ * then ping, status and members. The key-value kinds' encoders are in kv.c.
  */
 #include "net/client/client_int.h"
 
@@ -74,27 +75,223 @@ int client_status_to_error(uint16_t status)
     }
 }
 
-int client_decode_op(enum tessera_op op, struct proto_response resp, struct tessera_response *out)
+/* ------------------------------------------------------------------ answers */
+
+static struct tessera_kv kv_view(struct proto_key_value kv)
 {
-    TS_ASSERT(resp.tab != NULL);
-    TS_ASSERT(out != NULL);
+    struct proto_bytes k = proto_key_value_key(kv);
+    struct proto_bytes v = proto_key_value_value(kv);
+    return (struct tessera_kv){.key = k.data,
+                               .key_len = k.len,
+                               .value = v.data,
+                               .value_len = v.len,
+                               .create_revision = proto_key_value_create_revision(kv),
+                               .mod_revision = proto_key_value_mod_revision(kv),
+                               .version = proto_key_value_version(kv),
+                               .lease = proto_key_value_lease(kv)};
+}
+
+/* Fills out->u from the op table tab of kind op (any of the key-value answers, which a
+ * txn result nests too). tab must be non-NULL and verified. */
+static void decode_kv_body(enum tessera_op op, const uint8_t *tab, struct tessera_response *out)
+{
+    TS_ASSERT(tab != NULL);
+    out->op = op;
+    out->internal_ = tab;
     switch (op) {
-    case TESSERA_OP_PING: {
-        struct proto_ping_response p = proto_response_op_as_ping_response(resp);
-        if (p.tab == NULL) {
-            return TS_EPROTO;
-        }
-        struct proto_bytes b = proto_ping_response_payload(p);
-        out->op = TESSERA_OP_PING;
-        out->u.ping.payload = b.data;
-        out->u.ping.len = b.len;
-        return 0;
+    case TESSERA_OP_PUT: {
+        struct proto_key_value prev = proto_put_response_prev_kv((struct proto_put_response){tab});
+        out->u.put.has_prev = prev.tab != NULL;
+        out->u.put.prev = prev.tab != NULL ? kv_view(prev) : (struct tessera_kv){0};
+        return;
     }
+    case TESSERA_OP_GET: {
+        struct proto_key_value kv = proto_get_response_kv((struct proto_get_response){tab});
+        out->u.get.found = kv.tab != NULL;
+        out->u.get.kv = kv.tab != NULL ? kv_view(kv) : (struct tessera_kv){0};
+        return;
+    }
+    case TESSERA_OP_DELETE:
+        out->u.del.deleted = proto_delete_response_deleted((struct proto_delete_response){tab});
+        return;
+    case TESSERA_OP_RANGE: {
+        struct proto_range_response rr = {tab};
+        struct proto_bytes nk = proto_range_response_next_key(rr);
+        out->u.range.count = proto_range_response_count(rr);
+        out->u.range.more = proto_range_response_more(rr);
+        out->u.range.next_key = nk.data;
+        out->u.range.next_key_len = nk.len;
+        return;
+    }
+    default:
+        TS_ASSERT(!"not a key-value answer");
+    }
+}
+
+static void decode_status(struct proto_status_response st, struct tessera_response *out)
+{
+    out->u.status.node_id = proto_status_response_node_id(st);
+    out->u.status.cluster_id = proto_status_response_cluster_id(st);
+    out->u.status.version = proto_status_response_version(st).ptr;
+    out->u.status.shards = proto_status_response_shards(st);
+    out->u.status.replicas = proto_status_response_replicas(st);
+    out->u.status.leaders = proto_status_response_leaders(st);
+    out->u.status.db_size_bytes = proto_status_response_db_size_bytes(st);
+    out->u.status.wal_size_bytes = proto_status_response_wal_size_bytes(st);
+    out->u.status.uptime_ms = proto_status_response_uptime_ms(st);
+}
+
+/* The op table of resp when it answers a request of kind op, else NULL. */
+static const uint8_t *op_table(struct proto_response resp, enum tessera_op op)
+{
+    switch (op) {
+    case TESSERA_OP_PING:
+        return proto_response_op_as_ping_response(resp).tab;
+    case TESSERA_OP_PUT:
+        return proto_response_op_as_put_response(resp).tab;
+    case TESSERA_OP_GET:
+        return proto_response_op_as_get_response(resp).tab;
+    case TESSERA_OP_DELETE:
+        return proto_response_op_as_delete_response(resp).tab;
+    case TESSERA_OP_RANGE:
+        return proto_response_op_as_range_response(resp).tab;
+    case TESSERA_OP_TXN:
+        return proto_response_op_as_txn_response(resp).tab;
+    case TESSERA_OP_STATUS:
+        return proto_response_op_as_status_response(resp).tab;
+    case TESSERA_OP_MEMBERS:
+        return proto_response_op_as_members_response(resp).tab;
     case TESSERA_OP_NONE:
         break;
     }
     TS_ASSERT(!"unknown request kind");
-    return TS_EPROTO;
+    return NULL;
+}
+
+int client_decode_op(enum tessera_op op, struct proto_response resp, struct tessera_response *out)
+{
+    TS_ASSERT(resp.tab != NULL);
+    TS_ASSERT(out != NULL);
+    const uint8_t *tab = op_table(resp, op);
+    if (tab == NULL) {
+        return TS_EPROTO;
+    }
+    out->op = op;
+    out->internal_ = tab;
+    switch (op) {
+    case TESSERA_OP_PING: {
+        struct proto_bytes b = proto_ping_response_payload((struct proto_ping_response){tab});
+        out->u.ping.payload = b.data;
+        out->u.ping.len = b.len;
+        return 0;
+    }
+    case TESSERA_OP_TXN: {
+        struct proto_txn_response t = {tab};
+        out->u.txn.succeeded = proto_txn_response_succeeded(t);
+        out->u.txn.results = proto_txn_response_results(t).len;
+        return 0;
+    }
+    case TESSERA_OP_STATUS:
+        decode_status((struct proto_status_response){tab}, out);
+        return 0;
+    case TESSERA_OP_MEMBERS:
+        out->u.members.count =
+            proto_members_response_members((struct proto_members_response){tab}).len;
+        return 0;
+    default:
+        decode_kv_body(op, tab, out);
+        return 0;
+    }
+}
+
+size_t tessera_response_kvs(const struct tessera_response *r)
+{
+    if (r == NULL || r->internal_ == NULL) {
+        return 0;
+    }
+    const uint8_t *tab = r->internal_;
+    if (r->op == TESSERA_OP_RANGE) {
+        return proto_range_response_kvs((struct proto_range_response){tab}).len;
+    }
+    if (r->op == TESSERA_OP_DELETE) {
+        return proto_delete_response_prev_kvs((struct proto_delete_response){tab}).len;
+    }
+    return 0;
+}
+
+int tessera_response_kv_at(const struct tessera_response *r, size_t i, struct tessera_kv *out)
+{
+    if (out == NULL || i >= tessera_response_kvs(r)) {
+        return TS_EINVAL;
+    }
+    const uint8_t *tab = r->internal_;
+    struct proto_vec v = r->op == TESSERA_OP_RANGE
+                             ? proto_range_response_kvs((struct proto_range_response){tab})
+                             : proto_delete_response_prev_kvs((struct proto_delete_response){tab});
+    TS_ASSERT(i < v.len);
+    *out = kv_view(proto_key_value_vec_at(v, (uint32_t)i));
+    return 0;
+}
+
+int tessera_response_txn_result(const struct tessera_response *r, size_t i,
+                                struct tessera_response *out)
+{
+    if (r == NULL || out == NULL || r->op != TESSERA_OP_TXN || r->internal_ == NULL) {
+        return TS_EINVAL;
+    }
+    struct proto_vec v = proto_txn_response_results((struct proto_txn_response){r->internal_});
+    if (i >= v.len) {
+        return TS_EINVAL;
+    }
+    struct proto_txn_op_result res = proto_txn_op_result_vec_at(v, (uint32_t)i);
+    static const enum tessera_op ops[] = {
+        [PROTO_TXN_OP_RESULT_BODY_PUT_RESPONSE] = TESSERA_OP_PUT,
+        [PROTO_TXN_OP_RESULT_BODY_GET_RESPONSE] = TESSERA_OP_GET,
+        [PROTO_TXN_OP_RESULT_BODY_DELETE_RESPONSE] = TESSERA_OP_DELETE,
+        [PROTO_TXN_OP_RESULT_BODY_RANGE_RESPONSE] = TESSERA_OP_RANGE,
+    };
+    uint8_t type = proto_txn_op_result_result_type(res);
+    if (type == 0 || type >= sizeof(ops) / sizeof(ops[0])) {
+        return TS_EPROTO;
+    }
+    /* Every member of the union is a table: any typed accessor reads the reference. */
+    const uint8_t *tab = type == PROTO_TXN_OP_RESULT_BODY_PUT_RESPONSE
+                             ? proto_txn_op_result_result_as_put_response(res).tab
+                         : type == PROTO_TXN_OP_RESULT_BODY_GET_RESPONSE
+                             ? proto_txn_op_result_result_as_get_response(res).tab
+                         : type == PROTO_TXN_OP_RESULT_BODY_DELETE_RESPONSE
+                             ? proto_txn_op_result_result_as_delete_response(res).tab
+                             : proto_txn_op_result_result_as_range_response(res).tab;
+    if (tab == NULL) {
+        return TS_EPROTO;
+    }
+    *out = (struct tessera_response){
+        .id = r->id, .status = 0, .message = NULL, .revision = r->revision};
+    decode_kv_body(ops[type], tab, out);
+    return 0;
+}
+
+int tessera_response_member_at(const struct tessera_response *r, size_t i,
+                               struct tessera_member *out)
+{
+    if (r == NULL || out == NULL || r->op != TESSERA_OP_MEMBERS || r->internal_ == NULL) {
+        return TS_EINVAL;
+    }
+    struct proto_vec v =
+        proto_members_response_members((struct proto_members_response){r->internal_});
+    if (i >= v.len) {
+        return TS_EINVAL;
+    }
+    struct proto_member m = proto_member_vec_at(v, (uint32_t)i);
+    *out = (struct tessera_member){.node_id = proto_member_node_id(m),
+                                   .address = proto_member_address(m).ptr,
+                                   .shards = proto_member_shards(m),
+                                   .state = (enum tessera_node_state)proto_member_state(m),
+                                   .capacity_bytes = proto_member_capacity_bytes(m),
+                                   .used_bytes = proto_member_used_bytes(m),
+                                   .replicas = proto_member_replicas(m),
+                                   .leaders = proto_member_leaders(m)};
+    return 0;
 }
 
 /* ------------------------------------------------------------------ ping */
@@ -167,11 +364,47 @@ int tessera_ping(struct tessera_client *c, const void *payload, size_t len, uint
     if (rc != 0) {
         return rc;
     }
-    /* The request's deadline bounds this loop: once it passes, the next pass completes the
-     * request with TESSERA_ETIMEOUT. A failing poll() only makes the loop spin until then;
-     * w must stay alive until the callback has run. */
-    while (!w.done) {
-        (void)tessera_client_run(c, -1);
-    }
+    client_wait(c, &w.done);
     return w.status;
+}
+
+/* ------------------------------------------------------------------ cluster */
+
+static int encode_status(struct proto_builder *b, const void *args, struct client_encoded *out)
+{
+    (void)args;
+    proto_status_request_begin(b);
+    out->op = proto_status_request_end(b);
+    out->op_type = PROTO_REQUEST_OP_STATUS_REQUEST;
+    return b->err;
+}
+
+static int encode_members(struct proto_builder *b, const void *args, struct client_encoded *out)
+{
+    (void)args;
+    proto_members_request_begin(b);
+    out->op = proto_members_request_end(b);
+    out->op_type = PROTO_REQUEST_OP_MEMBERS_REQUEST;
+    return b->err;
+}
+
+int tessera_status_async(struct tessera_client *c, int endpoint, tessera_response_cb cb, void *data)
+{
+    if (c == NULL || endpoint < -1) {
+        return TS_EINVAL;
+    }
+    struct client_request req = {.op = TESSERA_OP_STATUS,
+                                 .encode = encode_status,
+                                 .endpoint = endpoint,
+                                 .pinned = endpoint >= 0};
+    return client_submit(c, &req, cb, data);
+}
+
+int tessera_members_async(struct tessera_client *c, tessera_response_cb cb, void *data)
+{
+    if (c == NULL) {
+        return TS_EINVAL;
+    }
+    struct client_request req = {.op = TESSERA_OP_MEMBERS, .encode = encode_members};
+    return client_submit(c, &req, cb, data);
 }

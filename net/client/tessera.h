@@ -34,10 +34,32 @@
  * TESSERA_E* values equal Tessera's internal codes (core/util/err.h), checked at compile
  * time in client.c, so tessera_strerror() covers both.
  *
- * Routing (issue 7). struct tessera_route_hooks lets the caller keep a route cache:
- * lookup() picks the endpoint for a keyed request, update() receives descriptors and
- * leader hints from answers, invalidate() is called when an answer says the route was
- * wrong. Without hooks (and for unkeyed requests such as ping) any endpoint is used.
+ * Routing. Any node accepts any request and forwards it to the range's leader, so
+ * routing is an optimisation, never a requirement. Without route hooks (cfg.route NULL)
+ * the client keeps its own route cache: range descriptors (range id, [start, end), epoch,
+ * last known leader), sorted by start key, at most 1024 (least recently used evicted).
+ *   - A keyed request (put, get, delete, range: its key; txn: its first compare's or op's
+ *     key) whose key a cached range holds carries that range's id and epoch
+ *     (Request.range_id, Request.epoch) and goes to the range's leader when known; else
+ *     it carries range id 0 (route by key) and goes to the next of cfg.endpoints.
+ *   - Any answer carrying a descriptor (Response.range) updates the cache; a node may
+ *     attach one to any answer, and must to StaleEpoch.
+ *   - NotLeader with a leader hint whose address is numeric ("10.0.0.7:7000",
+ *     "[::1]:7000"; names are not resolved, so the loop never blocks): the address
+ *     becomes an endpoint if new (up to TESSERA_ENDPOINTS_MAX; such endpoints serve only
+ *     the routes naming them), the range's leader, and the request is re-sent there at
+ *     once. NotLeader without a usable hint: retried elsewhere after a back-off, as after
+ *     a connection loss.
+ *   - StaleEpoch or RangeNotFound to a request that carried a cached route: the
+ *     descriptor is replaced (or dropped) and the request re-sent at once, routed anew.
+ *     RangeNotFound to a request routed by key is final.
+ *   Immediate re-sends are not back-off retries, but are bounded (8 per request); past
+ *   that the answer's status reaches the callback.
+ * struct tessera_route_hooks replaces the built-in cache with the caller's: lookup()
+ * picks the endpoint for a keyed request, update() receives descriptors and leader hints
+ * from answers, invalidate() is called when an answer says the route was wrong; the
+ * answer then reaches the callback as it is (no re-send, no range id on the wire).
+ * Unkeyed requests (ping, status, members) go to any of cfg.endpoints.
  *
  * Wire: a frame is a u32 little-endian length L followed by L bytes of a FlatBuffers
  * Message (net/proto/tessera.fbs); every received frame is verified before any field is
@@ -135,6 +157,46 @@ TESSERA_API void tessera_client_config_init(struct tessera_client_config *cfg);
 enum tessera_op {
     TESSERA_OP_NONE = 0,
     TESSERA_OP_PING = 1,
+    TESSERA_OP_PUT = 2,
+    TESSERA_OP_GET = 3,
+    TESSERA_OP_DELETE = 4,
+    TESSERA_OP_RANGE = 5,
+    TESSERA_OP_TXN = 6,
+    TESSERA_OP_STATUS = 7,
+    TESSERA_OP_MEMBERS = 8
+};
+
+/* A key-value as the server holds it: a view (valid only in the callback it came to). */
+struct tessera_kv {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value; /* NULL with TESSERA_KEYS_ONLY */
+    size_t value_len;
+    uint64_t create_revision;
+    uint64_t mod_revision;
+    uint64_t version; /* puts since creation, 1 for a new key */
+    uint64_t lease;   /* 0: none */
+};
+
+/* A node's state in a members answer. */
+enum tessera_node_state {
+    TESSERA_NODE_UP = 0,
+    TESSERA_NODE_SUSPECT = 1,
+    TESSERA_NODE_DOWN = 2,
+    TESSERA_NODE_JOINING = 3,
+    TESSERA_NODE_DECOMMISSIONING = 4
+};
+
+/* One member of the cluster (tessera_response_member_at); address is a view. */
+struct tessera_member {
+    uint64_t node_id;
+    const char *address; /* "host:port", NUL-terminated, or NULL */
+    uint32_t shards;
+    enum tessera_node_state state;
+    uint64_t capacity_bytes;
+    uint64_t used_bytes;
+    uint32_t replicas;
+    uint32_t leaders;
 };
 
 /* The server's answer: a view valid only during the callback it is passed to; copy out
@@ -144,13 +206,49 @@ struct tessera_response {
     int status;          /* 0, or the answer's Status mapped to a TESSERA_E* code */
     const char *message; /* NUL-terminated detail for a non-Ok status, or NULL */
     uint64_t revision;   /* the range's revision when the answer was made, 0 if none */
-    enum tessera_op op;  /* which member of u is set */
+    enum tessera_op op;  /* which member of u is set (NONE for an error status) */
     union {
         struct {
             const uint8_t *payload; /* the echoed bytes */
             size_t len;
         } ping;
+        struct {
+            int has_prev; /* TESSERA_PREV_KV was asked and the key existed */
+            struct tessera_kv prev;
+        } put;
+        struct {
+            int found; /* 0: the key does not exist (status is still 0) */
+            struct tessera_kv kv;
+        } get;
+        struct {
+            uint64_t deleted; /* keys deleted; their values with TESSERA_PREV_KV */
+        } del;
+        struct {
+            uint64_t count; /* keys in the range (all of them, not only this page's) */
+            int more;       /* further keys after this page: ask again from next_key */
+            const uint8_t *next_key;
+            size_t next_key_len;
+        } range;
+        struct {
+            int succeeded;  /* the compares held: the then ops ran (else the else ops) */
+            size_t results; /* one per op that ran: tessera_response_txn_result() */
+        } txn;
+        struct {
+            uint64_t node_id;
+            uint64_t cluster_id;
+            const char *version; /* NUL-terminated, or NULL */
+            uint32_t shards;
+            uint32_t replicas;
+            uint32_t leaders;
+            uint64_t db_size_bytes;
+            uint64_t wal_size_bytes;
+            uint64_t uptime_ms;
+        } status;
+        struct {
+            size_t count; /* tessera_response_member_at() */
+        } members;
     } u;
+    const void *internal_; /* the answer's op table, for the accessors below; do not use */
 };
 
 /* Called once per request. data is the caller's pointer, passed through; resp is NULL
@@ -226,7 +324,9 @@ TESSERA_API int tessera_client_run(struct tessera_client *c, int timeout_ms);
  * TESSERA_ETOOBIG when cap < tessera_client_fds_max(). After poll(), pass the same array
  * (with revents) to tessera_client_process(), which runs callbacks and returns how many
  * ran, or a negative error. tessera_client_next_timeout_ms() is the longest the caller
- * may wait before calling tessera_client_fds() again (-1: nothing timed pending). */
+ * may wait before calling tessera_client_fds() again (-1: nothing timed pending).
+ * tessera_client_fds_max() is constant for the client's life: TESSERA_ENDPOINTS_MAX *
+ * connections_per_endpoint, room for the endpoints leader hints may add. */
 TESSERA_API int tessera_client_fds_max(const struct tessera_client *c);
 TESSERA_API int tessera_client_fds(struct tessera_client *c, struct pollfd *fds, int cap);
 TESSERA_API int tessera_client_process(struct tessera_client *c, const struct pollfd *fds, int n);
@@ -247,6 +347,7 @@ struct tessera_client_stats {
     uint64_t disconnects;   /* established connections lost or closed by the client */
     uint64_t bad_frames;    /* frames from a server that failed verification */
     uint64_t stale_answers; /* answers whose id matched no outstanding request */
+    uint64_t redirects;     /* immediate re-sends after NotLeader, StaleEpoch, RangeNotFound */
 };
 
 TESSERA_API void tessera_client_get_stats(const struct tessera_client *c,
@@ -267,6 +368,169 @@ TESSERA_API int tessera_ping_async(struct tessera_client *c, const void *payload
  * callback. */
 TESSERA_API int tessera_ping(struct tessera_client *c, const void *payload, size_t len,
                              uint32_t timeout_ms);
+
+/* ------------------------------------------------------------------ key-value */
+
+/* Limits checked before anything is sent (TESSERA_ETOOBIG); equal to the server's. */
+#define TESSERA_KEY_BYTES_MAX 1023u
+#define TESSERA_VALUE_BYTES_MAX (1024u * 1024u - 33u)
+
+enum tessera_consistency {
+    TESSERA_LINEARIZABLE = 0, /* the leader's view: reads see every write acknowledged */
+    TESSERA_SERIALIZABLE = 1  /* any replica's applied state: faster, possibly stale */
+};
+
+/* Request flags. */
+#define TESSERA_PREV_KV 0x1u      /* put, delete: return the previous key-value(s) */
+#define TESSERA_IGNORE_VALUE 0x2u /* put: keep the current value (update the lease only) */
+#define TESSERA_IGNORE_LEASE 0x4u /* put: keep the current lease */
+#define TESSERA_KEYS_ONLY 0x8u    /* range: keys and metadata, no values */
+#define TESSERA_COUNT_ONLY 0x10u  /* range: only the count */
+
+enum tessera_compare_target {
+    TESSERA_CMP_VALUE = 0,
+    TESSERA_CMP_VERSION = 1,
+    TESSERA_CMP_CREATE = 2,
+    TESSERA_CMP_MOD = 3,
+    TESSERA_CMP_LEASE = 4
+};
+
+enum tessera_compare_result {
+    TESSERA_CMP_EQUAL = 0,
+    TESSERA_CMP_NOT_EQUAL = 1,
+    TESSERA_CMP_LESS = 2,
+    TESSERA_CMP_GREATER = 3
+};
+
+/* A transaction's condition: `target of key` `result` `value or number`, e.g. the
+ * version of "k" EQUAL 0 (the key does not exist). With range_end, every key of
+ * [key, range_end) must satisfy it. value is used with TESSERA_CMP_VALUE, number with the
+ * other targets. */
+struct tessera_compare {
+    const void *key;
+    size_t key_len;
+    const void *range_end; /* NULL: the key alone */
+    size_t range_end_len;
+    enum tessera_compare_target target;
+    enum tessera_compare_result result;
+    const void *value;
+    size_t value_len;
+    int64_t number;
+};
+
+/* One operation of a transaction's then or else branch. PUT uses key, value, lease and
+ * flags; GET uses key; DELETE uses key, range_end and flags; RANGE uses key, range_end,
+ * limit and flags. */
+struct tessera_txn_op {
+    enum tessera_op op; /* TESSERA_OP_PUT, _GET, _DELETE or _RANGE */
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    const void *range_end;
+    size_t range_end_len;
+    uint64_t lease;
+    uint64_t limit;
+    uint32_t flags;
+};
+
+/* A scan of [key, range_end); range_end NULL is the key alone, and the one byte "\0" is
+ * every key from key on (etcd's convention). */
+struct tessera_range_opts {
+    const void *key;
+    size_t key_len;
+    const void *range_end;
+    size_t range_end_len;
+    uint64_t limit;    /* rows in this answer; 0: as many as fit in one frame */
+    uint64_t revision; /* 0: the latest */
+    uint32_t flags;    /* TESSERA_KEYS_ONLY, TESSERA_COUNT_ONLY */
+    enum tessera_consistency consistency;
+};
+
+/*
+ * The asynchronous calls. Each borrows its arguments (they are encoded before it
+ * returns) and returns 0 (cb will run exactly once, with resp->op the request's kind),
+ * TESSERA_EINVAL (c or cb NULL, a NULL key, an unknown op or flag), TESSERA_ETOOBIG (a
+ * key over TESSERA_KEY_BYTES_MAX, a value over TESSERA_VALUE_BYTES_MAX, or a request over
+ * the frame limit) or TESSERA_EFULL (inflight_max outstanding); on error cb is not run.
+ * Keyed requests go through the route cache (see "Routing" at the top of this file).
+ * A get of a missing key completes with status 0 and resp->u.get.found == 0.
+ */
+TESSERA_API int tessera_put_async(struct tessera_client *c, const void *key, size_t key_len,
+                                  const void *value, size_t value_len, uint64_t lease,
+                                  uint32_t flags, tessera_response_cb cb, void *data);
+TESSERA_API int tessera_get_async(struct tessera_client *c, const void *key, size_t key_len,
+                                  enum tessera_consistency consistency, tessera_response_cb cb,
+                                  void *data);
+/* range_end NULL deletes the key alone; else [key, range_end). */
+TESSERA_API int tessera_delete_async(struct tessera_client *c, const void *key, size_t key_len,
+                                     const void *range_end, size_t range_end_len, uint32_t flags,
+                                     tessera_response_cb cb, void *data);
+TESSERA_API int tessera_range_async(struct tessera_client *c, const struct tessera_range_opts *o,
+                                    tessera_response_cb cb, void *data);
+/* The compares, then ops and else ops (each array may be NULL when its count is 0; at
+ * most TESSERA_TXN_OPS_MAX of each). */
+#define TESSERA_TXN_OPS_MAX 128u
+TESSERA_API int tessera_txn_async(struct tessera_client *c, const struct tessera_compare *cmp,
+                                  size_t ncmp, const struct tessera_txn_op *then_ops, size_t nthen,
+                                  const struct tessera_txn_op *else_ops, size_t nelse,
+                                  tessera_response_cb cb, void *data);
+/* The status of one node: endpoint is an index into cfg.endpoints (pinned: retries go
+ * to the same node), or -1 for any. */
+TESSERA_API int tessera_status_async(struct tessera_client *c, int endpoint, tessera_response_cb cb,
+                                     void *data);
+TESSERA_API int tessera_members_async(struct tessera_client *c, tessera_response_cb cb, void *data);
+
+/* The repeated parts of an answer; views valid only in the callback. */
+
+/* Range answers: the rows; delete answers: the previous key-values (TESSERA_PREV_KV);
+ * 0 for other answers. kv_at returns 0, or TESSERA_EINVAL when i is out of bounds. */
+TESSERA_API size_t tessera_response_kvs(const struct tessera_response *r);
+TESSERA_API int tessera_response_kv_at(const struct tessera_response *r, size_t i,
+                                       struct tessera_kv *out);
+/* Txn answers: the result of the i-th op that ran, as a nested answer (op PUT, GET,
+ * DELETE or RANGE, status 0, the txn's revision), itself usable with the accessors.
+ * Returns 0, TESSERA_EINVAL (not a txn answer, i out of bounds) or TESSERA_EPROTO. */
+TESSERA_API int tessera_response_txn_result(const struct tessera_response *r, size_t i,
+                                            struct tessera_response *out);
+/* Members answers: member i. Returns 0 or TESSERA_EINVAL. */
+TESSERA_API int tessera_response_member_at(const struct tessera_response *r, size_t i,
+                                           struct tessera_member *out);
+
+/*
+ * Blocking conveniences: each runs the client's loop until its answer (callbacks of other
+ * requests run meanwhile) and returns 0 or the request's error (as the async call's, or
+ * the status of the answer). timeout_ms 0 uses cfg.request_timeout_ms. Not from a
+ * callback.
+ */
+TESSERA_API int tessera_put(struct tessera_client *c, const void *key, size_t key_len,
+                            const void *value, size_t value_len, uint64_t lease, uint32_t flags,
+                            uint32_t timeout_ms);
+/* Copies up to cap bytes of the value into buf (may be NULL when cap is 0) and stores its
+ * full length in *value_len (may be NULL); meta (may be NULL) receives the revisions,
+ * version and lease, with its key and value pointers NULL. Returns TESSERA_ENOTFOUND when
+ * the key does not exist. */
+TESSERA_API int tessera_get(struct tessera_client *c, const void *key, size_t key_len,
+                            enum tessera_consistency consistency, void *buf, size_t cap,
+                            size_t *value_len, struct tessera_kv *meta, uint32_t timeout_ms);
+/* *deleted (may be NULL) receives the number of keys deleted. */
+TESSERA_API int tessera_delete(struct tessera_client *c, const void *key, size_t key_len,
+                               const void *range_end, size_t range_end_len, uint64_t *deleted,
+                               uint32_t timeout_ms);
+/* Called for each row of a blocking range, a view valid during the call. Non-zero stops
+ * the scan, and tessera_range returns that value. */
+typedef int (*tessera_kv_cb)(void *data, const struct tessera_kv *kv);
+/* Pages through [o->key, o->range_end) (following `more` and next_key, one request of
+ * timeout_ms each) until the end or o->limit rows (0: no limit), calling row for each.
+ * *count (may be NULL) receives the rows seen, or with TESSERA_COUNT_ONLY the server's
+ * count. Later pages read the latest revision unless o->revision is set. */
+TESSERA_API int tessera_range(struct tessera_client *c, const struct tessera_range_opts *o,
+                              tessera_kv_cb row, void *data, uint64_t *count, uint32_t timeout_ms);
+/* *succeeded (may be NULL) receives 1 when the compares held. */
+TESSERA_API int tessera_txn(struct tessera_client *c, const struct tessera_compare *cmp,
+                            size_t ncmp, const struct tessera_txn_op *then_ops, size_t nthen,
+                            const struct tessera_txn_op *else_ops, size_t nelse, int *succeeded,
+                            uint32_t timeout_ms);
 
 #ifdef __cplusplus
 }

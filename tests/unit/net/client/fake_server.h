@@ -5,6 +5,11 @@
  * order, late, never, close the connection mid-request, send a garbage frame, split its
  * answers byte by byte, or answer NotLeader with a leader hint.
  *
+ * Key-value requests are answered from an in-memory sorted store with etcd's semantics
+ * (revisions, versions, prev_kv, ranges with limit and paging, txn compares), so the
+ * client's decoders, the CLI and the route cache can be tested end to end; switches make
+ * it answer NotLeader (with a hint), StaleEpoch or RangeNotFound on command.
+ *
  * Set the switches before fake_start(); the counters may be read at any time.
  */
 #ifndef TS_TESTS_UNIT_NET_CLIENT_FAKE_SERVER_H
@@ -44,6 +49,18 @@ struct fake_conn {
     int held_count;
 };
 
+/* One key of the fake's in-memory store (sorted by key). */
+struct fake_kv {
+    uint8_t *key;
+    size_t key_len;
+    uint8_t *value;
+    size_t value_len;
+    uint64_t create_revision;
+    uint64_t mod_revision;
+    uint64_t version;
+    uint64_t lease;
+};
+
 struct fake_server {
     /* switches */
     enum fake_mode mode;
@@ -52,6 +69,26 @@ struct fake_server {
     int close_left;
     int close_skip;
     int garbage_left;
+    /* Key-value requests (put, get, delete, range, txn, status, members) are answered from
+     * an in-memory store whatever the mode, unless one of these says otherwise. The range
+     * the fake serves is range_id [range_start, range_end) at epoch (generation,
+     * conf_version); range_end "" is unbounded. */
+    uint64_t range_id;
+    uint64_t generation;
+    uint64_t conf_version;
+    char range_start[32];
+    char range_end[32];
+    atomic_int attach_range;    /* attach the descriptor to every key-value answer */
+    atomic_int not_leader_left; /* answer the next N keyed requests NotLeader + hint */
+    char hint_address[64];      /* the hint's address ("" : a hint without one) */
+    atomic_int hint_with_range; /* NotLeader answers carry the descriptor too */
+    atomic_int stale_left;      /* answer the next N keyed requests StaleEpoch + descriptor */
+    atomic_int not_found_left;  /* answer the next N keyed requests RangeNotFound (no desc) */
+    atomic_int fail_status;     /* answer every key-value request with this Status, 0: off */
+    atomic_int page_max;        /* rows per range answer at most (0: 256) */
+    atomic_int stuck_paging;    /* range answers say more, with next_key = the request's key */
+    /* A request carrying a range id other than range_id, or an older epoch, is answered
+     * StaleEpoch with the descriptor (as a real node would). */
     /* state */
     int listen_fd;
     uint16_t port;
@@ -59,9 +96,18 @@ struct fake_server {
     pthread_t thread;
     struct proto_builder b;
     struct fake_conn conns[FAKE_CONNS_MAX];
-    /* counters */
+    struct fake_kv *kvs;
+    size_t kv_count;
+    size_t kv_cap;
+    uint64_t revision;
+    /* counters and what the last key-value request carried */
     atomic_long requests;
     atomic_long accepted;
+    atomic_long kv_requests;
+    atomic_ullong last_range_id;
+    atomic_ullong last_generation;
+    atomic_int last_consistency;
+    atomic_int last_op; /* PROTO_REQUEST_OP_* */
 };
 
 /* Binds 127.0.0.1:0 and starts the thread. Returns 0 or -errno. */

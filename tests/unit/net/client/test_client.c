@@ -428,11 +428,12 @@ Test(net_client, external_loop_with_fds_and_process)
     struct tessera_client *c = client_on(endpoint_list(1), NULL);
     struct status_state ss = {0};
     cr_assert_eq(tessera_ping_async(c, "ext", 3, status_cb, &ss), 0);
-    struct pollfd fds[4];
-    cr_assert_eq(tessera_client_fds_max(c), 1);
+    struct pollfd fds[TESSERA_ENDPOINTS_MAX];
+    cr_assert_eq(tessera_client_fds_max(c), TESSERA_ENDPOINTS_MAX,
+                 "room for every endpoint leader hints may add, one connection each");
     cr_assert_eq(tessera_client_fds(c, fds, 0), TESSERA_ETOOBIG);
     for (int i = 0; i < 1000 && ss.done == 0; i++) {
-        int n = tessera_client_fds(c, fds, 4);
+        int n = tessera_client_fds(c, fds, TESSERA_ENDPOINTS_MAX);
         cr_assert(n >= 0 && n <= 1);
         int rc = poll(fds, (nfds_t)n, tessera_client_next_timeout_ms(c));
         cr_assert_geq(rc, 0);
@@ -550,9 +551,9 @@ Test(net_client, steady_state_does_not_allocate)
     cr_assert_eq(fa.live_bytes, 0);
 }
 
-/* ---------------------------------------------------------------- keyed requests (issue 7) */
+/* ---------------------------------------------------------------- keyed requests and hooks */
 
-/* A keyed request built the way issue 7's kinds will be: a ping carrying a routing key,
+/* A keyed request built the way the key-value kinds are: a ping carrying a routing key,
  * submitted through the internal client_submit, to exercise the route hooks. */
 static int encode_keyed_ping(struct proto_builder *b, const void *args, struct client_encoded *out)
 {
