@@ -10,6 +10,7 @@
 #include "core/util/err.h"
 #include "net/proto/proto.h"
 #include "net/proto/proto_gen.h"
+#include "shard/host.h"
 
 /* How long a stopping shard waits for its answers to drain before it closes the
  * connections anyway (a client that never reads cannot hold a shutdown). */
@@ -35,6 +36,8 @@ struct server {
     uint16_t port;
     uint8_t phase;
     uint64_t drain_deadline_ns;
+    struct host *host; /* the replicas, once the node serves key-value requests */
+    uint64_t cluster_id;
     uint64_t *conns; /* ids of open connections */
     uint32_t n_conns;
     uint32_t cap_conns;
@@ -155,36 +158,83 @@ static void answer_unsupported(struct server *sv, struct nio_conn *c, uint64_t i
     sv->stats.unsupported++;
 }
 
+static void close_bad(struct server *sv, struct nio_conn *c, const char *why)
+{
+    sv->stats.bad_frames++;
+    if (sv->log != NULL) {
+        TS_LOG_WARN(sv->log, "server: closing connection %llu: %s",
+                    (unsigned long long)nio_conn_id(c), why);
+    }
+    nio_close(c);
+}
+
+/* A peer's first frame: it must belong to this cluster. */
+static void on_hello(struct server *sv, struct nio_conn *c, struct proto_hello hello)
+{
+    if (sv->host == NULL || proto_hello_cluster_id(hello) != sv->cluster_id) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "a peer (node %llu) of another cluster, or this node serves no "
+                 "cluster",
+                 (unsigned long long)proto_hello_node_id(hello));
+        close_bad(sv, c, why);
+    }
+}
+
 static void on_frame(struct nio_conn *c, const uint8_t *frame, uint32_t len, void *data)
 {
     struct server *sv = data;
     struct proto_message m;
     char why[160];
-    struct proto_request req = {0};
     int rc = proto_message_decode(frame, len, true, &m, why, sizeof why);
-    if (rc == 0) {
-        req = proto_message_body_as_request(m);
-        if (req.tab == NULL) {
-            snprintf(why, sizeof why, "a client sent a message that is not a Request");
-        }
-    }
-    if (rc != 0 || req.tab == NULL) {
-        sv->stats.bad_frames++;
-        if (sv->log != NULL) {
-            TS_LOG_WARN(sv->log, "server: closing connection %llu: %s",
-                        (unsigned long long)nio_conn_id(c), why);
-        }
-        nio_close(c);
+    if (rc != 0) {
+        close_bad(sv, c, why);
         return;
     }
-    sv->stats.requests++;
-    proto_builder_reset(&sv->b);
-    struct proto_ping_request ping = proto_request_op_as_ping_request(req);
-    if (ping.tab != NULL) {
-        answer_ping(sv, c, proto_request_id(req), ping);
-    } else {
-        answer_unsupported(sv, c, proto_request_id(req));
+    switch (proto_message_body_type(m)) {
+    case PROTO_BODY_REQUEST: {
+        struct proto_request req = proto_message_body_as_request(m);
+        sv->stats.requests++;
+        struct proto_ping_request ping = proto_request_op_as_ping_request(req);
+        if (ping.tab != NULL) {
+            proto_builder_reset(&sv->b);
+            answer_ping(sv, c, proto_request_id(req), ping);
+        } else if (sv->host != NULL) {
+            host_on_request(sv->host, nio_conn_id(c), frame, len, req);
+        } else {
+            proto_builder_reset(&sv->b);
+            answer_unsupported(sv, c, proto_request_id(req));
+        }
+        return;
     }
+    case PROTO_BODY_RAFT_BATCH:
+        if (sv->host == NULL) {
+            close_bad(sv, c, "a Raft frame, and this node serves no cluster");
+            return;
+        }
+        host_on_raft_batch(sv->host, proto_message_body_as_raft_batch(m), frame, len);
+        return;
+    case PROTO_BODY_HELLO:
+        on_hello(sv, c, proto_message_body_as_hello(m));
+        return;
+    default:
+        close_bad(sv, c, "a message that is neither a Request, a Hello nor a Raft frame");
+        return;
+    }
+}
+
+static void on_peer_up(struct nio_conn *c, void *data)
+{
+    struct server *sv = data;
+    if (sv->host != NULL) {
+        host_on_peer_up(sv->host, c);
+    }
+}
+
+void server_set_host(struct server *sv, struct host *h, uint64_t cluster_id)
+{
+    sv->host = h;
+    sv->cluster_id = cluster_id;
 }
 
 static int server_listen(struct server *sv, const struct server_config *cfg)
@@ -220,8 +270,11 @@ int server_start(struct shard *s, const struct server_config *cfg, struct server
         ts_free(a, sv, sizeof *sv);
         return rc;
     }
-    struct nio_callbacks cb = {
-        .on_open = on_open, .on_frame = on_frame, .on_close = on_close, .data = sv};
+    struct nio_callbacks cb = {.on_open = on_open,
+                               .on_frame = on_frame,
+                               .on_close = on_close,
+                               .on_peer_up = on_peer_up,
+                               .data = sv};
     rc = nio_create(shard_loop_ring(sv->loop), SHARD_TAG_NIO, &cfg->nio, &cb, a, &sv->nio);
     if (rc == 0) {
         rc = shard_loop_register(sv->loop, SHARD_TAG_NIO, on_cqe, sv);

@@ -55,4 +55,9 @@ uint16_t server_port(const struct server *sv);
 void server_get_stats(const struct server *sv, struct server_stats *out);
 struct nio *server_nio(struct server *sv);
 
+struct host;
+/* Hands key-value requests, peers' Hellos and Raft frames to h (shard/host.h); a Hello
+ * from another cluster closes its connection. */
+void server_set_host(struct server *sv, struct host *h, uint64_t cluster_id);
+
 #endif

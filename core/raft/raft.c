@@ -602,7 +602,7 @@ static bool send_one_append(struct raft *r, struct progress *pr)
     uint64_t bytes = 0;
     while (prev + n < last) {
         uint32_t len = raft_log_at(&r->log, prev + n + 1)->len;
-        if (n > 0 && bytes + len > r->c.msg_bytes_max) {
+        if (n == TS_RAFT_MSG_ENTRIES_MAX || (n > 0 && bytes + len > r->c.msg_bytes_max)) {
             break;
         }
         bytes += len;

@@ -1,33 +1,58 @@
 /*
- * tesserad: the Tessera server. This first build runs the node's shards (one thread per
- * core, each with its own io_uring) and serves the transport: every shard listens on the
- * same address and answers Ping; other requests are refused with status Unavailable
- * until the multi-Raft key-value server arrives (issue 7). SIGTERM or SIGINT stops it
- * cleanly: listeners close, answers already read are sent, connections close.
+ * tesserad: the Tessera server (a thin main over shard/: STYLE R1).
  *
- *   tesserad --listen IP:PORT [--shards N] [--pin] [--log-level LEVEL]
+ *   tesserad --data DIR --listen IP:PORT [--advertise IP:PORT] [--shards N] [--pin]
+ *            [--initial-cluster ID=IP:PORT,...] [--ranges N] [--log-level LEVEL]
+ *            [--config FILE]
+ *   tesserad --listen IP:PORT [--shards N]            (no --data: a transport-only node
+ *                                                       that answers Ping, for benchmarks)
  *
- * It prints "tesserad: listening on IP:PORT with N shards" once every shard listens.
+ * With --data the node serves the key-value API. The first start with
+ * --initial-cluster bootstraps: the member whose address is --advertise (default:
+ * --listen) is this node, and the cluster's layout (members, ranges) is written to
+ * DIR/cluster. Later starts need only --data and --listen: the node restarts from its
+ * log and B-tree; a different --initial-cluster or --ranges is refused. --config FILE
+ * reads the same options from lines "option = value" (the names without "--").
+ *
+ * It prints "tesserad: listening on IP:PORT with N shards" once every shard listens (and
+ * "tesserad: node ID of cluster C, R ranges" with --data). SIGTERM or SIGINT stops it
+ * cleanly: listeners close, answers already read are sent, the log is flushed and the
+ * B-tree checkpointed. Exit 0 after a clean stop, 1 when it cannot start or a shard
+ * failed, 2 on a usage error.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/util/err.h"
 #include "core/util/log.h"
+#include "shard/host.h"
 #include "shard/node.h"
 #include "shard/server.h"
 
 #define TESSERAD_SHARDS_MAX 256u
+#define TESSERAD_LINE_BYTES 1024u
+#define TESSERAD_SPEC_BYTES 2048u
 
 struct tesserad {
     struct server_config scfg;
     struct server *servers[TESSERAD_SHARDS_MAX]; /* servers[i]: written by shard i only */
+    struct host *hosts[TESSERAD_SHARDS_MAX];
     struct ts_log log;
+    const char *data;
+    const char *advertise;
+    char spec[TESSERAD_SPEC_BYTES];
+    uint32_t ranges;
+    struct host_cluster cluster;
+    struct host_shared shared;
+    struct host_config hcfg;
 };
 
 static int init_cb(struct shard *s, void *data)
@@ -37,14 +62,43 @@ static int init_cb(struct shard *s, void *data)
     if (id >= TESSERAD_SHARDS_MAX) {
         return TS_EINVAL;
     }
-    return server_start(s, &t->scfg, &t->servers[id]);
+    int rc = server_start(s, &t->scfg, &t->servers[id]);
+    if (rc != 0 || t->data == NULL) {
+        return rc;
+    }
+    rc = host_start(s, &t->hcfg, server_nio(t->servers[id]), &t->hosts[id]);
+    if (rc == 0) {
+        server_set_host(t->servers[id], t->hosts[id], t->cluster.cluster_id);
+    }
+    return rc;
 }
 
 static bool stop_cb(struct shard *s, void *data)
 {
     struct tesserad *t = data;
-    struct server *sv = t->servers[shard_get_id(s)];
-    return sv == NULL || server_stop(sv);
+    uint32_t id = shard_get_id(s);
+    struct server *sv = t->servers[id];
+    if (sv != NULL && !server_stop(sv)) {
+        return false;
+    }
+    return host_stop(t->hosts[id]);
+}
+
+static void msg_cb(struct shard *s, const struct xring_msg *m, void *data)
+{
+    struct tesserad *t = data;
+    struct host *h = t->hosts[shard_get_id(s)];
+    if (h != NULL) {
+        host_on_xmsg(h, m);
+    }
+}
+
+static void fini_cb(struct shard *s, void *data)
+{
+    struct tesserad *t = data;
+    uint32_t id = shard_get_id(s);
+    host_free(t->hosts[id]);
+    t->hosts[id] = NULL;
 }
 
 /* With port 0 every shard would bind a different port: reserve one first with a socket
@@ -82,44 +136,219 @@ static int reserve_port(struct tesserad *t, char *buf, size_t len)
     return fd;
 }
 
-static int usage(void)
+static int usage(const char *why)
 {
-    fprintf(stderr, "usage: tesserad --listen IP:PORT [--shards N] [--pin] "
-                    "[--log-level error|warn|info|debug|trace]\n");
+    if (why != NULL) {
+        fprintf(stderr, "tesserad: %s\n", why);
+    }
+    fprintf(stderr,
+            "usage: tesserad --data DIR --listen IP:PORT [--advertise IP:PORT] [--shards N] "
+            "[--pin]\n"
+            "                [--initial-cluster ID=IP:PORT,...] [--ranges N]\n"
+            "                [--log-level error|warn|info|debug|trace] [--config FILE]\n"
+            "       tesserad --listen IP:PORT [--shards N]   (no --data: Ping only)\n");
     return 2;
 }
 
-static int parse(int argc, char **argv, struct tesserad *t, struct shard_node_config *nc)
+/* Strings given on the command line or read from --config live until exit. */
+static const char *keep(const char *s)
 {
-    enum ts_log_level level = TS_LOG_LEVEL_INFO;
+    char *d = strdup(s);
+    if (d == NULL) {
+        fprintf(stderr, "tesserad: out of memory\n");
+        exit(1);
+    }
+    return d;
+}
+
+static int option(struct tesserad *t, struct shard_node_config *nc, enum ts_log_level *level,
+                  const char *name, const char *v)
+{
+    char *end;
+    if (strcmp(name, "pin") == 0) {
+        nc->pin = v == NULL || strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
+        return 0;
+    }
+    if (v == NULL) {
+        return usage("an option lacks its value");
+    }
+    if (strcmp(name, "listen") == 0) {
+        t->scfg.listen = keep(v);
+    } else if (strcmp(name, "advertise") == 0) {
+        t->advertise = keep(v);
+    } else if (strcmp(name, "data") == 0) {
+        t->data = keep(v);
+    } else if (strcmp(name, "initial-cluster") == 0) {
+        if (strlen(v) >= sizeof t->spec) {
+            return usage("--initial-cluster is too long");
+        }
+        snprintf(t->spec, sizeof t->spec, "%s", v);
+    } else if (strcmp(name, "ranges") == 0) {
+        unsigned long n = strtoul(v, &end, 10);
+        if (*end != 0 || n == 0 || n > TS_HOST_RANGES_MAX) {
+            return usage("--ranges is out of bounds");
+        }
+        t->ranges = (uint32_t)n;
+    } else if (strcmp(name, "shards") == 0) {
+        unsigned long n = strtoul(v, &end, 10);
+        if (*end != 0 || n == 0 || n > TESSERAD_SHARDS_MAX) {
+            return usage("--shards is out of bounds");
+        }
+        nc->shards = (uint32_t)n;
+    } else if (strcmp(name, "log-level") == 0) {
+        if (ts_log_level_parse(v, level) != 0) {
+            return usage("unknown log level");
+        }
+    } else if (strcmp(name, "join") == 0) {
+        return usage("--join (adding a node to a running cluster) comes with the placement "
+                     "driver; start every member with the same --initial-cluster");
+    } else {
+        return usage("unknown option");
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) {
+        s[--n] = 0;
+    }
+    return s;
+}
+
+static int config_file(struct tesserad *t, struct shard_node_config *nc, enum ts_log_level *level,
+                       const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "tesserad: cannot read %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    char line[TESSERAD_LINE_BYTES];
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+        char *l = trim(line);
+        if (*l == 0 || *l == '#') {
+            continue;
+        }
+        char *eq = strchr(l, '=');
+        if (eq != NULL) {
+            *eq = 0;
+        }
+        rc = option(t, nc, level, trim(l), eq != NULL ? trim(eq + 1) : NULL);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int parse(int argc, char **argv, struct tesserad *t, struct shard_node_config *nc,
+                 enum ts_log_level *level)
+{
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--pin") == 0) {
-            nc->pin = true;
-        } else if (strcmp(a, "--listen") == 0 && v != NULL) {
-            t->scfg.listen = v;
-            i++;
-        } else if (strcmp(a, "--shards") == 0 && v != NULL) {
-            char *end;
-            unsigned long n = strtoul(v, &end, 10);
-            if (*end != 0 || n == 0 || n > TESSERAD_SHARDS_MAX) {
-                return usage();
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            return usage("unexpected argument");
+        }
+        const char *name = a + 2;
+        const char *v = NULL;
+        if (strcmp(name, "pin") != 0) {
+            if (i + 1 >= argc) {
+                return usage("an option lacks its value");
             }
-            nc->shards = (uint32_t)n;
-            i++;
-        } else if (strcmp(a, "--log-level") == 0 && v != NULL) {
-            if (ts_log_level_parse(v, &level) != 0) {
-                return usage();
-            }
-            i++;
-        } else {
-            return usage();
+            v = argv[++i];
+        }
+        int rc = strcmp(name, "config") == 0 ? config_file(t, nc, level, v)
+                                             : option(t, nc, level, name, v);
+        if (rc != 0) {
+            return rc;
         }
     }
     if (t->scfg.listen == NULL) {
-        return usage();
+        return usage("--listen is required");
     }
-    ts_log_init(&t->log, STDERR_FILENO, level);
+    return 0;
+}
+
+/* DIR/cluster holds "ranges spec" from the bootstrap; a restart must agree with it. */
+static int cluster_file(struct tesserad *t)
+{
+    if (mkdir(t->data, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "tesserad: cannot create %s: %s\n", t->data, strerror(errno));
+        return 1;
+    }
+    char path[TESSERAD_LINE_BYTES];
+    snprintf(path, sizeof path, "%s/cluster", t->data);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        char line[TESSERAD_SPEC_BYTES + 32];
+        unsigned long ranges = 0;
+        char spec[TESSERAD_SPEC_BYTES];
+        bool ok =
+            fgets(line, sizeof line, f) != NULL && sscanf(line, "%lu %2047s", &ranges, spec) == 2;
+        fclose(f);
+        if (!ok) {
+            fprintf(stderr, "tesserad: %s is not a cluster file\n", path);
+            return 1;
+        }
+        if ((t->spec[0] != 0 && strcmp(t->spec, spec) != 0) ||
+            (t->ranges != 0 && t->ranges != ranges)) {
+            fprintf(stderr,
+                    "tesserad: %s belongs to cluster \"%s\" with %lu ranges; refusing "
+                    "a different --initial-cluster or --ranges\n",
+                    t->data, spec, ranges);
+            return 1;
+        }
+        snprintf(t->spec, sizeof t->spec, "%s", spec);
+        t->ranges = (uint32_t)ranges;
+        return 0;
+    }
+    if (t->spec[0] == 0) {
+        fprintf(stderr, "tesserad: %s holds no cluster: give --initial-cluster\n", t->data);
+        return 1;
+    }
+    if (t->ranges == 0) {
+        t->ranges = TS_HOST_RANGES_DEFAULT;
+    }
+    char tmp[TESSERAD_LINE_BYTES + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL || fprintf(f, "%u %s\n", t->ranges, t->spec) < 0 || fflush(f) != 0 ||
+        fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "tesserad: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* This node's id: the member whose address is --advertise (or --listen). */
+static int setup_cluster(struct tesserad *t)
+{
+    int rc = cluster_file(t);
+    if (rc != 0) {
+        return rc;
+    }
+    const char *me = t->advertise != NULL ? t->advertise : t->scfg.listen;
+    const char *why = NULL;
+    struct host_cluster probe;
+    rc = host_cluster_parse(t->spec, 0, t->ranges, &probe, &why);
+    uint64_t self = 0;
+    for (uint32_t i = 0; i < probe.n; i++) {
+        if (strcmp(probe.m[i].addr, me) == 0) {
+            self = probe.m[i].node_id;
+        }
+    }
+    rc = host_cluster_parse(t->spec, self, t->ranges, &t->cluster, &why);
+    if (rc != 0) {
+        fprintf(stderr, "tesserad: --initial-cluster \"%s\": %s (this node advertises %s)\n",
+                t->spec, why, me);
+        return 2;
+    }
+    t->hcfg = (struct host_config){
+        .data_dir = t->data, .cluster = &t->cluster, .shared = &t->shared, .log = &t->log};
     return 0;
 }
 
@@ -127,9 +356,22 @@ int main(int argc, char **argv)
 {
     static struct tesserad t;
     struct shard_node_config nc = {0};
-    int rc = parse(argc, argv, &t, &nc);
+    enum ts_log_level level = TS_LOG_LEVEL_INFO;
+    int rc = parse(argc, argv, &t, &nc, &level);
     if (rc != 0) {
         return rc;
+    }
+    ts_log_init(&t.log, STDERR_FILENO, level);
+    if (t.data != NULL) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        t.shared.start_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+        rc = setup_cluster(&t);
+        if (rc != 0) {
+            return rc;
+        }
+        nc.msg_cb = msg_cb;
+        nc.fini_cb = fini_cb;
     }
     t.scfg.log = &t.log;
     nc.log = &t.log;
@@ -146,6 +388,11 @@ int main(int argc, char **argv)
     if (rc == 0) {
         printf("tesserad: listening on %s with %u shards\n", t.scfg.listen,
                shard_node_shards(node));
+        if (t.data != NULL) {
+            printf("tesserad: node %llu of cluster %016llx, %u ranges, data in %s\n",
+                   (unsigned long long)t.cluster.self, (unsigned long long)t.cluster.cluster_id,
+                   t.cluster.ranges, t.data);
+        }
         fflush(stdout);
     }
     int wrc = rc == 0 && node != NULL ? shard_node_wait(node) : 0;

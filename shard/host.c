@@ -1,0 +1,1847 @@
+/* The replicas of one shard (see host.h). */
+#define _GNU_SOURCE
+#include "shard/host.h"
+
+#include "core/kv/kv.h"
+#include "core/raft/raft.h"
+#include "core/util/assert.h"
+#include "core/util/err.h"
+#include "core/util/hlc.h"
+#include "core/util/rand.h"
+#include "shard/disk.h"
+#include "shard/kvwire.h"
+#include "shard/peer_codec.h"
+#include "storage/btree/btree.h"
+#include "storage/wal/wal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HOST_LOG(h, LEVEL, ...)                                                                    \
+    do {                                                                                           \
+        if ((h)->log != NULL) {                                                                    \
+            TS_LOG_##LEVEL((h)->log, __VA_ARGS__);                                                 \
+        }                                                                                          \
+    } while (0)
+
+#define HOST_PATH_BYTES 512u
+#define HOST_BUILDER_BYTES (64u * 1024u)
+#define HOST_CONF_BLOB 0u /* kv blob slot: the group's configuration as of applied */
+
+/* Cross-shard messages (xring_msg.type). */
+enum host_xmsg {
+    HX_REQUEST = 1, /* a client request for a range of the receiving shard */
+    HX_ANSWER = 2,  /* its answer, back to the shard that holds the connection */
+    HX_RAFT = 3,    /* a peer frame with groups of the receiving shard */
+    HX_RELEASE = 4, /* a buffer going back to its owner */
+};
+
+/* Where an answer goes: a connection of some shard of this node. */
+struct cref {
+    uint32_t shard;
+    uint64_t conn;
+    uint64_t req_id;
+};
+
+/* A buffer that crosses a ring; it returns to its owner (HX_RELEASE) to be freed. */
+struct xbuf {
+    uint32_t size; /* allocation, header included */
+    uint32_t len;
+    struct cref c;
+    uint8_t data[];
+};
+
+struct prop {
+    uint64_t index;
+    uint64_t term;
+    struct cref c;
+};
+
+struct pread {
+    uint64_t ctx;
+    uint64_t index; /* known once raft answered (has_index) */
+    bool has_index;
+    struct cref c;
+    uint8_t *frame; /* a copy of the request */
+    uint32_t len;
+};
+
+struct replica {
+    uint64_t range;
+    struct raft *raft;
+    uint8_t lo[2];
+    uint32_t lo_len;
+    uint8_t hi[2];
+    uint32_t hi_len;
+    struct kv_range_state st;
+    struct prop *props; /* a ring, oldest first: proposals waiting for their apply */
+    uint32_t props_head;
+    uint32_t props_n;
+    uint32_t props_cap;
+    struct pread *reads;
+    uint32_t reads_n;
+    uint32_t reads_cap;
+    bool dirty;
+    bool readied;
+    bool conf_changed;
+    struct raft_ready rd;
+    uint8_t role;
+};
+
+struct peer {
+    uint64_t node;
+    uint32_t member; /* index in the cluster */
+    struct nio_conn *link;
+    bool sent; /* a frame went out since the last tick */
+};
+
+struct xout {
+    uint32_t to;
+    struct xring_msg m;
+};
+
+struct host {
+    struct shard *shard;
+    struct shard_loop *loop;
+    struct nio *nio;
+    uint32_t shard_id;
+    uint32_t shards;
+    const struct host_cluster *cl;
+    struct host_shared *shared;
+    const struct ts_log *log;
+    const struct ts_allocator *alloc;
+    uint32_t self_member;
+
+    struct disk *disk;
+    struct wal *wal;
+    struct btree *tree;
+    struct btree_cursor cur;
+    struct kv_store store;
+    uint8_t *scratch;
+    uint64_t durable_lsn;
+
+    struct replica *reps;
+    uint32_t reps_n;
+    int32_t *rep_of; /* range id -> index in reps, -1 when not hosted here */
+    struct replica **dirty;
+    uint32_t dirty_n;
+    struct replica **readied;
+    uint32_t readied_n;
+
+    struct ts_rand rand;
+    struct ts_hlc hlc;
+    struct shard_timer tick;
+    uint64_t tick_ns;
+    uint32_t election_ticks;
+
+    struct peer peers[TS_RAFT_MEMBERS_MAX];
+    uint32_t peers_n;
+    const struct raft_message **msgq;
+    uint32_t msgq_n;
+    uint32_t msgq_cap;
+
+    struct proto_builder out_b; /* raft frames */
+    struct proto_builder ans_b; /* answers */
+    struct kvwire_answer ans;
+    struct kvwire_txn_space *txn;
+    struct raft_entry *dec;
+    uint8_t *cmd;
+    uint32_t cmd_cap;
+    uint8_t *wbuf; /* WAL entries: a type byte, then the data */
+    uint32_t wbuf_cap;
+    struct wal_entry *went;
+    uint32_t went_cap;
+
+    struct xout *xq; /* messages a full ring refused, retried each iteration */
+    uint32_t xq_n;
+    uint32_t xq_cap;
+
+    uint64_t read_ctx;
+    uint64_t applied_since_ckpt;
+    bool stopping;
+    bool stopped;
+    bool failed;
+    struct host_stats stats;
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+}
+
+/* ---- Layout ----------------------------------------------------------------------------- */
+
+uint32_t host_range_start(const struct host_cluster *c, uint64_t range, uint8_t *buf)
+{
+    TS_ASSERT(range >= 1 && range <= c->ranges);
+    if (range == 1) {
+        return 0;
+    }
+    uint32_t v = (uint32_t)(((range - 1) * 65536u) / c->ranges);
+    buf[0] = (uint8_t)(v >> 8);
+    buf[1] = (uint8_t)v;
+    return 2;
+}
+
+static int key_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl)
+{
+    uint32_t n = al < bl ? al : bl;
+    int c = n > 0 ? memcmp(a, b, n) : 0;
+    return c != 0 ? c : (al < bl ? -1 : al > bl ? 1 : 0);
+}
+
+uint64_t host_range_of_key(const struct host_cluster *c, const uint8_t *key, uint32_t len)
+{
+    uint32_t v = (len > 0 ? (uint32_t)key[0] << 8 : 0) | (len > 1 ? key[1] : 0);
+    uint64_t r = ((uint64_t)v * c->ranges) / 65536u + 1;
+    uint8_t s[2];
+    while (r < c->ranges) {
+        uint32_t sl = host_range_start(c, r + 1, s);
+        if (key_cmp(s, sl, key, len) > 0) {
+            break;
+        }
+        r++;
+    }
+    while (r > 1) {
+        uint32_t sl = host_range_start(c, r, s);
+        if (key_cmp(s, sl, key, len) <= 0) {
+            break;
+        }
+        r--;
+    }
+    return r;
+}
+
+/* Member index of the k-th replica of a range. */
+static uint32_t replica_member(const struct host_cluster *c, uint64_t range, uint32_t k)
+{
+    return (uint32_t)((range - 1 + k) % c->n);
+}
+
+static bool node_hosts(const struct host_cluster *c, uint64_t range, uint32_t member)
+{
+    for (uint32_t k = 0; k < c->replicas; k++) {
+        if (replica_member(c, range, k) == member) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static uint32_t member_of_node(const struct host_cluster *c, uint64_t node)
+{
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (c->m[i].node_id == node) {
+            return i;
+        }
+    }
+    return UINT32_MAX;
+}
+
+int host_cluster_parse(const char *spec, uint64_t self, uint32_t ranges, struct host_cluster *out,
+                       const char **why)
+{
+    memset(out, 0, sizeof *out);
+    out->self = self;
+    out->ranges = ranges;
+    if (ranges == 0 || ranges > TS_HOST_RANGES_MAX) {
+        *why = "the number of ranges is out of bounds";
+        return TS_EINVAL;
+    }
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the spec: the cluster id */
+    for (const char *p = spec; *p != 0; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    }
+    out->cluster_id = h == 0 ? 1 : h;
+    const char *p = spec;
+    while (*p != 0) {
+        if (out->n == TS_RAFT_MEMBERS_MAX) {
+            *why = "too many members";
+            return TS_EINVAL;
+        }
+        char *end;
+        unsigned long long id = strtoull(p, &end, 10);
+        if (end == p || *end != '=' || id == 0) {
+            *why = "a member is not written id=ip:port";
+            return TS_EINVAL;
+        }
+        p = end + 1;
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= HOST_ADDR_BYTES) {
+            *why = "a member's address is empty or too long";
+            return TS_EINVAL;
+        }
+        for (uint32_t i = 0; i < out->n; i++) {
+            if (out->m[i].node_id == id) {
+                *why = "a node id appears twice";
+                return TS_EINVAL;
+            }
+        }
+        out->m[out->n].node_id = id;
+        memcpy(out->m[out->n].addr, p, len);
+        out->m[out->n].addr[len] = 0;
+        out->n++;
+        p += len;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    if (out->n == 0 || member_of_node(out, self) == UINT32_MAX) {
+        *why = "this node's id is not in the cluster";
+        return TS_EINVAL;
+    }
+    out->replicas = out->n < 3 ? out->n : 3;
+    return 0;
+}
+
+/* ---- The store: core/kv over the shard's B-tree ------------------------------------------ */
+
+static int st_get(void *ctx, const uint8_t *key, uint32_t key_len, void *buf, uint32_t buf_bytes,
+                  uint32_t *value_len)
+{
+    struct host *h = ctx;
+    return btree_get(h->tree, key, key_len, buf, buf_bytes, value_len);
+}
+
+static int st_put(void *ctx, const uint8_t *key, uint32_t key_len, const void *value,
+                  uint32_t value_len)
+{
+    struct host *h = ctx;
+    return btree_put(h->tree, key, key_len, value, value_len);
+}
+
+static int st_del(void *ctx, const uint8_t *key, uint32_t key_len)
+{
+    struct host *h = ctx;
+    return btree_delete(h->tree, key, key_len);
+}
+
+static int st_delete_range(void *ctx, const uint8_t *lo, uint32_t lo_len, const uint8_t *hi,
+                           uint32_t hi_len, uint64_t *deleted)
+{
+    struct host *h = ctx;
+    return btree_delete_range(h->tree, lo, lo_len, hi, hi_len, deleted);
+}
+
+static int st_count(void *ctx, const uint8_t *lo, uint32_t lo_len, const uint8_t *hi,
+                    uint32_t hi_len, uint64_t *count)
+{
+    struct host *h = ctx;
+    return btree_count(h->tree, lo, lo_len, hi, hi_len, count);
+}
+
+static int st_seek(void *ctx, const uint8_t *key, uint32_t key_len)
+{
+    struct host *h = ctx;
+    return btree_cursor_seek(&h->cur, h->tree, key, key_len);
+}
+
+static int st_next(void *ctx)
+{
+    struct host *h = ctx;
+    return btree_cursor_next(&h->cur);
+}
+
+static void st_key(void *ctx, const uint8_t **key, uint32_t *key_len)
+{
+    struct host *h = ctx;
+    btree_cursor_key(&h->cur, key, key_len);
+}
+
+static int st_value(void *ctx, void *buf, uint32_t buf_bytes, uint32_t *value_len)
+{
+    struct host *h = ctx;
+    return btree_cursor_value(&h->cur, buf, buf_bytes, value_len);
+}
+
+static struct kv_range kv_range_of(const struct replica *r)
+{
+    return (struct kv_range){
+        .id = r->range, .lo = r->lo, .lo_len = r->lo_len, .hi = r->hi, .hi_len = r->hi_len};
+}
+
+/* ---- Growable arrays ---------------------------------------------------------------------- */
+
+static bool grow(const struct ts_allocator *a, void **p, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need <= *cap) {
+        return true;
+    }
+    uint32_t n = *cap == 0 ? 16 : *cap;
+    while (n < need) {
+        n *= 2;
+    }
+    void *q = ts_realloc(a, *p, (size_t)*cap * elem, (size_t)n * elem);
+    if (q == NULL) {
+        return false;
+    }
+    *p = q;
+    *cap = n;
+    return true;
+}
+
+/* ---- Cross-shard messages ------------------------------------------------------------------ */
+
+static struct xbuf *xbuf_new(struct host *h, const uint8_t *data, uint32_t len, struct cref c)
+{
+    uint32_t size = (uint32_t)sizeof(struct xbuf) + len;
+    struct xbuf *x = ts_alloc(h->alloc, size);
+    if (x == NULL) {
+        return NULL;
+    }
+    x->size = size;
+    x->len = len;
+    x->c = c;
+    memcpy(x->data, data, len);
+    return x;
+}
+
+static void xbuf_free(struct host *h, struct xbuf *x)
+{
+    ts_free(h->alloc, x, x->size);
+}
+
+static void xsend(struct host *h, uint32_t to, uint32_t type, void *handle)
+{
+    struct xring_msg m = {.type = type, .handle = (uint64_t)(uintptr_t)handle};
+    if (h->xq_n == 0) {
+        int rc = xring_send(shard_get_mesh(h->shard), h->shard_id, to, &m);
+        if (rc == 0) {
+            return;
+        }
+        if (rc == TS_ESHUTDOWN) {
+            return; /* the node is stopping: the process frees everything at exit */
+        }
+    }
+    if (!grow(h->alloc, (void **)&h->xq, &h->xq_cap, h->xq_n + 1, sizeof *h->xq)) {
+        HOST_LOG(h, ERROR, "shard %u: out of memory queueing a cross-shard message", h->shard_id);
+        return;
+    }
+    h->xq[h->xq_n++] = (struct xout){.to = to, .m = m};
+    shard_loop_poke(h->loop);
+}
+
+static void xflush(struct host *h)
+{
+    if (h->xq_n == 0) {
+        return;
+    }
+    uint32_t done = 0;
+    while (done < h->xq_n) {
+        struct xout *o = &h->xq[done];
+        int rc = xring_send(shard_get_mesh(h->shard), h->shard_id, o->to, &o->m);
+        if (rc == TS_EFULL) {
+            break;
+        }
+        done++;
+    }
+    memmove(h->xq, h->xq + done, (size_t)(h->xq_n - done) * sizeof *h->xq);
+    h->xq_n -= done;
+    if (h->xq_n > 0) {
+        shard_loop_poke(h->loop);
+    }
+}
+
+/* ---- Answers -------------------------------------------------------------------------------- */
+
+static void deliver(struct host *h, struct cref c, const uint8_t *frame, uint32_t len)
+{
+    if (c.shard == h->shard_id) {
+        struct nio_conn *conn = nio_conn_lookup(h->nio, c.conn);
+        if (conn != NULL && nio_send(conn, frame, len) != 0) {
+            nio_close(conn); /* over its output limit: it is not reading its answers */
+        }
+        return;
+    }
+    struct xbuf *x = xbuf_new(h, frame, len, c);
+    if (x == NULL) {
+        HOST_LOG(h, ERROR, "shard %u: out of memory forwarding an answer", h->shard_id);
+        return;
+    }
+    xsend(h, c.shard, HX_ANSWER, x);
+}
+
+static proto_ref leader_hint(struct host *h, uint64_t node)
+{
+    uint32_t m = member_of_node(h->cl, node);
+    if (m == UINT32_MAX) {
+        return 0;
+    }
+    const char *addr = h->cl->m[m].addr;
+    proto_ref a = proto_create_string(&h->ans_b, addr, (uint32_t)strlen(addr));
+    proto_leader_hint_begin(&h->ans_b);
+    proto_leader_hint_add_node_id(&h->ans_b, node);
+    proto_leader_hint_add_replica_id(&h->ans_b, node);
+    proto_leader_hint_add_address(&h->ans_b, a);
+    return proto_leader_hint_end(&h->ans_b);
+}
+
+static proto_ref descriptor(struct host *h, uint64_t range)
+{
+    struct proto_builder *b = &h->ans_b;
+    uint8_t lo[2], hi[2];
+    uint32_t lo_len = host_range_start(h->cl, range, lo);
+    uint32_t hi_len = range < h->cl->ranges ? host_range_start(h->cl, range + 1, hi) : 0;
+    struct proto_replica reps[TS_RAFT_MEMBERS_MAX];
+    for (uint32_t k = 0; k < h->cl->replicas; k++) {
+        const struct host_member *m = &h->cl->m[replica_member(h->cl, range, k)];
+        memset(&reps[k], 0, sizeof reps[k]);
+        reps[k].node_id = m->node_id;
+        reps[k].replica_id = m->node_id;
+        reps[k].shard = (uint32_t)((range - 1) % h->shards);
+    }
+    proto_ref rv = proto_create_vector(b, reps, h->cl->replicas, sizeof reps[0], 8);
+    proto_ref sk = lo_len > 0 ? proto_create_bytes(b, lo, lo_len) : 0;
+    proto_ref ek = hi_len > 0 ? proto_create_bytes(b, hi, hi_len) : 0;
+    struct proto_range_epoch ep = {.generation = 1, .conf_version = 1};
+    proto_range_descriptor_begin(b);
+    proto_range_descriptor_add_range_id(b, range);
+    if (sk != 0) {
+        proto_range_descriptor_add_start_key(b, sk);
+    }
+    if (ek != 0) {
+        proto_range_descriptor_add_end_key(b, ek);
+    }
+    proto_range_descriptor_add_epoch(b, &ep);
+    proto_range_descriptor_add_replicas(b, rv);
+    return proto_range_descriptor_end(b);
+}
+
+/* An answer without an op: an error, with a leader hint (node != 0) or a descriptor
+ * (range != 0). */
+static void answer_status(struct host *h, struct cref c, uint16_t status, const char *why,
+                          uint64_t hint_node, uint64_t range)
+{
+    (void)kvwire_answer_begin(&h->ans);
+    proto_ref hint = hint_node != 0 ? leader_hint(h, hint_node) : 0;
+    proto_ref desc = range != 0 ? descriptor(h, range) : 0;
+    const uint8_t *frame;
+    uint32_t len;
+    if (kvwire_finish(&h->ans, c.req_id, status, why, 0, hint, desc, &frame, &len) == 0) {
+        deliver(h, c, frame, len);
+    }
+}
+
+static void answer_not_leader(struct host *h, struct cref c, struct replica *r)
+{
+    h->stats.not_leader++;
+    raft_id leader = r != NULL ? raft_leader(r->raft) : 0;
+    if (leader == 0 && r == NULL) {
+        /* not hosted here: point at a node that hosts it */
+        return;
+    }
+    answer_status(h, c, leader != 0 ? PROTO_STATUS_NOT_LEADER : PROTO_STATUS_UNAVAILABLE,
+                  leader != 0 ? "this node does not lead the range" : "the range has no leader yet",
+                  leader, 0);
+}
+
+/* ---- Proposals and reads waiting --------------------------------------------------------- */
+
+static bool prop_push(struct host *h, struct replica *r, struct prop p)
+{
+    if (r->props_n == r->props_cap) {
+        uint32_t cap = r->props_cap == 0 ? 64 : 2 * r->props_cap;
+        struct prop *q = ts_alloc(h->alloc, (size_t)cap * sizeof *q);
+        if (q == NULL) {
+            return false;
+        }
+        for (uint32_t i = 0; i < r->props_n; i++) {
+            q[i] = r->props[(r->props_head + i) % r->props_cap];
+        }
+        ts_free(h->alloc, r->props, (size_t)r->props_cap * sizeof *r->props);
+        r->props = q;
+        r->props_cap = cap;
+        r->props_head = 0;
+    }
+    r->props[(r->props_head + r->props_n) % r->props_cap] = p;
+    r->props_n++;
+    return true;
+}
+
+static struct prop *prop_front(struct replica *r)
+{
+    return r->props_n == 0 ? NULL : &r->props[r->props_head];
+}
+
+static void prop_pop(struct replica *r)
+{
+    TS_ASSERT(r->props_n > 0);
+    r->props_head = (r->props_head + 1) % r->props_cap;
+    r->props_n--;
+}
+
+/* Fails every proposal still waiting (leadership lost): the entry may yet commit under
+ * the next leader, so the outcome is unknown, never reported as success. */
+static void props_fail(struct host *h, struct replica *r)
+{
+    while (r->props_n > 0) {
+        struct prop *p = prop_front(r);
+        answer_status(h, p->c, PROTO_STATUS_UNAVAILABLE,
+                      "leadership changed before the write was applied; it may or may not "
+                      "have been applied",
+                      raft_leader(r->raft), 0);
+        prop_pop(r);
+    }
+}
+
+static void read_drop(struct host *h, struct replica *r, uint32_t i)
+{
+    ts_free(h->alloc, r->reads[i].frame, r->reads[i].len);
+    r->reads[i] = r->reads[--r->reads_n];
+}
+
+static void mark_dirty(struct host *h, struct replica *r)
+{
+    if (!r->dirty) {
+        r->dirty = true;
+        h->dirty[h->dirty_n++] = r;
+    }
+}
+
+/* ---- Serving reads ------------------------------------------------------------------------ */
+
+static void serve_read(struct host *h, struct replica *r, struct cref c, const struct kv_op *op)
+{
+    struct kv_sink sink = kvwire_answer_begin(&h->ans);
+    struct kv_range kr = kv_range_of(r);
+    struct kv_result res;
+    int rc = kv_read(&h->store, &kr, &r->st, op, h->scratch, TS_KV_SCRATCH_BYTES, &sink, &res);
+    const uint8_t *frame;
+    uint32_t len;
+    if (rc < 0) {
+        HOST_LOG(h, ERROR, "shard %u: range %llu: read failed: %s", h->shard_id,
+                 (unsigned long long)r->range, ts_strerror(rc));
+        answer_status(h, c, PROTO_STATUS_INTERNAL, "the node could not read its store", 0, 0);
+        return;
+    }
+    uint16_t st = kvwire_status((enum kv_status)res.status);
+    const char *why = st == PROTO_STATUS_OK ? NULL : kv_status_name((enum kv_status)res.status);
+    proto_ref desc = st == PROTO_STATUS_RANGE_NOT_FOUND ? descriptor(h, r->range) : 0;
+    if (kvwire_finish(&h->ans, c.req_id, st, why, res.rev, 0, desc, &frame, &len) == 0) {
+        deliver(h, c, frame, len);
+    }
+}
+
+/* Serves the waiting reads whose index has been applied. */
+static void reads_run(struct host *h, struct replica *r)
+{
+    for (uint32_t i = 0; i < r->reads_n;) {
+        struct pread *p = &r->reads[i];
+        if (!p->has_index || p->index > r->st.applied_index) {
+            i++;
+            continue;
+        }
+        struct proto_message m;
+        char why[128];
+        int rc = proto_message_decode(p->frame, p->len, true, &m, why, sizeof why);
+        TS_ASSERT(rc == 0); /* verified when it arrived */
+        struct kvwire_req kr;
+        const char *w;
+        rc = kvwire_parse(proto_message_body_as_request(m), h->txn, &kr, &w);
+        TS_ASSERT(rc == 0);
+        h->stats.reads_index++;
+        serve_read(h, r, p->c, &kr.op);
+        read_drop(h, r, i);
+    }
+}
+
+/* ---- Apply ----------------------------------------------------------------------------------- */
+
+static void apply_entry(struct host *h, struct replica *r, const struct raft_entry *e)
+{
+    struct prop *p = prop_front(r);
+    while (p != NULL && (p->index < e->index || (p->index == e->index && p->term != e->term))) {
+        /* Its entry was replaced by another leader's: it was never applied. */
+        answer_status(h, p->c, PROTO_STATUS_UNAVAILABLE,
+                      "leadership changed and the write was not applied", raft_leader(r->raft), 0);
+        prop_pop(r);
+        p = prop_front(r);
+    }
+    bool mine = p != NULL && p->index == e->index && p->term == e->term;
+    if (e->type == RAFT_ENTRY_CONF) {
+        r->conf_changed = true;
+        return;
+    }
+    if (e->len == 0) {
+        return; /* a new leader's no-op */
+    }
+    struct kv_sink sink = mine ? kvwire_answer_begin(&h->ans) : (struct kv_sink){0};
+    struct kv_range kr = kv_range_of(r);
+    struct kv_result res;
+    int rc = kv_apply(&h->store, &kr, e->data, e->len, &r->st, h->scratch, TS_KV_SCRATCH_BYTES,
+                      mine ? &sink : NULL, &res);
+    if (rc < 0) {
+        /* The store failed: stop this node rather than diverge (the log replays it). */
+        HOST_LOG(h, ERROR, "shard %u: range %llu: applying entry %llu failed: %s; stopping",
+                 h->shard_id, (unsigned long long)r->range, (unsigned long long)e->index,
+                 ts_strerror(rc));
+        h->failed = true;
+        (void)shard_node_stop(shard_get_node(h->shard));
+        return;
+    }
+    h->stats.applied++;
+    h->applied_since_ckpt++;
+    if (mine) {
+        uint16_t st = kvwire_status((enum kv_status)res.status);
+        const char *why = st == PROTO_STATUS_OK ? NULL : kv_status_name((enum kv_status)res.status);
+        proto_ref desc = st == PROTO_STATUS_RANGE_NOT_FOUND ? descriptor(h, r->range) : 0;
+        const uint8_t *frame;
+        uint32_t len;
+        if (kvwire_finish(&h->ans, p->c.req_id, st, why, res.rev, 0, desc, &frame, &len) == 0) {
+            deliver(h, p->c, frame, len);
+        }
+        prop_pop(r);
+    }
+}
+
+static int save_conf(struct host *h, struct replica *r)
+{
+    uint8_t buf[RAFT_CONF_ENCODED_BYTES_MAX];
+    uint32_t n = raft_conf_encode(raft_conf_of(r->raft), buf);
+    TS_ASSERT(n <= sizeof buf);
+    return kv_range_blob_save(&h->store, r->range, HOST_CONF_BLOB, buf, n);
+}
+
+/* ---- Raft frames ------------------------------------------------------------------------------
+ */
+
+static void msgq_add(struct host *h, const struct raft_message *m, size_t n)
+{
+    if (!grow(h->alloc, (void **)&h->msgq, &h->msgq_cap, h->msgq_n + (uint32_t)n,
+              sizeof *h->msgq)) {
+        HOST_LOG(h, ERROR, "shard %u: out of memory queueing raft messages (dropped)", h->shard_id);
+        return; /* raft resends */
+    }
+    for (size_t i = 0; i < n; i++) {
+        h->msgq[h->msgq_n++] = &m[i];
+    }
+}
+
+static void send_frame(struct host *h, struct peer *p, uint32_t first, bool any)
+{
+    struct proto_builder *b = &h->out_b;
+    proto_builder_reset(b);
+    proto_ref refs_stack[256];
+    proto_ref *refs = refs_stack;
+    uint32_t n = 0, cap = 256;
+    proto_ref *heap = NULL;
+    for (uint32_t i = first; any && i < h->msgq_n; i++) {
+        const struct raft_message *m = h->msgq[i];
+        if (m->to != p->node) {
+            continue;
+        }
+        if (n == cap) {
+            uint32_t ncap = cap * 2;
+            proto_ref *q = ts_alloc(h->alloc, (size_t)ncap * sizeof *q);
+            if (q == NULL) {
+                break;
+            }
+            memcpy(q, refs, (size_t)n * sizeof *q);
+            if (heap != NULL) {
+                ts_free(h->alloc, heap, (size_t)cap * sizeof *heap);
+            }
+            heap = refs = q;
+            cap = ncap;
+        }
+        refs[n++] = peer_encode_raft_message(b, m);
+    }
+    if (any && n == 0) {
+        if (heap != NULL) {
+            ts_free(h->alloc, heap, (size_t)cap * sizeof *heap);
+        }
+        return;
+    }
+    proto_ref vec = n > 0 ? proto_create_vec_ref(b, refs, n) : 0;
+    if (heap != NULL) {
+        ts_free(h->alloc, heap, (size_t)cap * sizeof *heap);
+    }
+    proto_raft_batch_begin(b);
+    proto_raft_batch_add_from_node(b, h->cl->self);
+    proto_raft_batch_add_to_node(b, p->node);
+    proto_raft_batch_add_cluster_id(b, h->cl->cluster_id);
+    if (vec != 0) {
+        proto_raft_batch_add_messages(b, vec);
+    }
+    proto_ref batch = proto_raft_batch_end(b);
+    proto_message_begin(b);
+    proto_message_add_body(b, PROTO_BODY_RAFT_BATCH, batch);
+    proto_ref msg = proto_message_end(b);
+    const uint8_t *frame;
+    uint32_t len;
+    int rc = proto_message_finish(b, msg, true, &frame, &len);
+    if (rc != 0) {
+        HOST_LOG(h, WARN,
+                 "shard %u: a raft frame to node %llu could not be built: %s (raft resends)",
+                 h->shard_id, (unsigned long long)p->node, ts_strerror(rc));
+        return;
+    }
+    if (p->link != NULL && nio_send(p->link, frame, len) == 0) {
+        p->sent = true;
+        h->stats.frames_out++;
+    }
+}
+
+/* Sends the queued messages from `first` on, one frame per peer node. */
+static void msgq_flush(struct host *h, uint32_t first)
+{
+    for (uint32_t i = 0; i < h->peers_n && first < h->msgq_n; i++) {
+        send_frame(h, &h->peers[i], first, true);
+    }
+}
+
+/* ---- The iteration: readies ------------------------------------------------------------------ */
+
+static int stage(struct host *h, struct replica *r, const struct raft_ready *rd)
+{
+    if (rd->snapshot != NULL) {
+        /* Never asked for: no log is compacted yet (host.h). */
+        HOST_LOG(h, ERROR,
+                 "shard %u: range %llu: a snapshot to install, which this build "
+                 "cannot do",
+                 h->shard_id, (unsigned long long)r->range);
+        return TS_EINVAL;
+    }
+    if (rd->n_entries > 0) {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < rd->n_entries; i++) {
+            bytes += 1u + rd->entries[i].len;
+        }
+        if (bytes > UINT32_MAX ||
+            !grow(h->alloc, (void **)&h->wbuf, &h->wbuf_cap, (uint32_t)bytes, 1) ||
+            !grow(h->alloc, (void **)&h->went, &h->went_cap, (uint32_t)rd->n_entries,
+                  sizeof *h->went)) {
+            return TS_ENOMEM;
+        }
+        uint8_t *p = h->wbuf;
+        for (size_t i = 0; i < rd->n_entries; i++) {
+            const struct raft_entry *e = &rd->entries[i];
+            p[0] = e->type;
+            if (e->len > 0) {
+                memcpy(p + 1, e->data, e->len);
+            }
+            h->went[i] = (struct wal_entry){
+                .term = e->term, .index = e->index, .data = p, .len = e->len + 1};
+            p += 1 + e->len;
+        }
+        int rc = wal_append(h->wal, r->range, h->went, (uint32_t)rd->n_entries);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    if (rd->hard_state_changed) {
+        struct wal_hard_state hs = {.term = rd->hard_state.term,
+                                    .vote = rd->hard_state.vote,
+                                    .commit = rd->hard_state.commit};
+        int rc = wal_save_hard_state(h->wal, r->range, &hs);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void on_durable(void *data, uint64_t lsn)
+{
+    struct host *h = data;
+    h->durable_lsn = lsn;
+}
+
+/* Makes everything staged durable: one write and one fdatasync for every group. */
+static int sync_wal(struct host *h)
+{
+    uint64_t want = wal_staged_lsn(h->wal);
+    if (h->durable_lsn >= want) {
+        return 0;
+    }
+    int rc = wal_flush(h->wal);
+    for (uint32_t i = 0; rc == 0 && h->durable_lsn < want && i < 1000000; i++) {
+        rc = disk_run(h->disk, true);
+        rc = rc < 0 ? rc : wal_error(h->wal);
+        if (rc == 0 && h->durable_lsn < want) {
+            rc = wal_flush(h->wal);
+        }
+    }
+    h->stats.wal_syncs++;
+    return rc < 0 ? rc : (h->durable_lsn >= want ? 0 : -EIO);
+}
+
+static void fatal(struct host *h, const char *what, int rc)
+{
+    HOST_LOG(h, ERROR, "shard %u: %s: %s; the node stops (restart recovers from disk)", h->shard_id,
+             what, ts_strerror(rc));
+    h->failed = true;
+    (void)shard_node_stop(shard_get_node(h->shard));
+}
+
+static void checkpoint(struct host *h)
+{
+    int rc = btree_checkpoint(h->tree, "tessera", 7);
+    if (rc != 0) {
+        fatal(h, "the B-tree checkpoint failed", rc);
+        return;
+    }
+    h->applied_since_ckpt = 0;
+    h->stats.checkpoints++;
+}
+
+static void process_readies(struct host *h)
+{
+    h->readied_n = 0;
+    h->msgq_n = 0;
+    for (uint32_t i = 0; i < h->dirty_n; i++) {
+        struct replica *r = h->dirty[i];
+        r->dirty = false;
+        if (!raft_has_ready(r->raft)) {
+            continue;
+        }
+        raft_ready(r->raft, &r->rd);
+        r->readied = true;
+        h->readied[h->readied_n++] = r;
+        int rc = stage(h, r, &r->rd);
+        if (rc != 0) {
+            fatal(h, "staging log records failed", rc);
+        }
+        msgq_add(h, r->rd.msgs, r->rd.n_msgs);
+    }
+    h->dirty_n = 0;
+    if (h->readied_n == 0) {
+        return;
+    }
+    msgq_flush(h, 0); /* appends go out while the log is written */
+    uint32_t after = h->msgq_n;
+    int rc = h->failed ? 0 : sync_wal(h);
+    if (rc != 0) {
+        fatal(h, "writing the log failed", rc);
+    }
+    for (uint32_t i = 0; i < h->readied_n; i++) {
+        struct replica *r = h->readied[i];
+        if (!h->failed) {
+            msgq_add(h, r->rd.msgs_after_persist, r->rd.n_msgs_after_persist);
+        }
+    }
+    if (!h->failed) {
+        msgq_flush(h, after);
+    }
+    for (uint32_t i = 0; i < h->readied_n; i++) {
+        struct replica *r = h->readied[i];
+        const struct raft_ready *rd = &r->rd;
+        if (!h->failed && rd->n_committed > 0) {
+            for (size_t k = 0; k < rd->n_committed && !h->failed; k++) {
+                apply_entry(h, r, &rd->committed[k]);
+            }
+            const struct raft_entry *last = &rd->committed[rd->n_committed - 1];
+            r->st.applied_index = last->index;
+            r->st.applied_term = last->term;
+            int src = kv_range_state_save(&h->store, r->range, &r->st);
+            if (src != 0) {
+                fatal(h, "saving a range's applied index failed", src);
+            }
+        }
+        for (size_t k = 0; k < rd->n_reads; k++) {
+            for (uint32_t j = 0; j < r->reads_n; j++) {
+                if (r->reads[j].ctx == rd->reads[k].ctx) {
+                    r->reads[j].index = rd->reads[k].index;
+                    r->reads[j].has_index = true;
+                }
+            }
+        }
+        bool was_leader = r->role == RAFT_LEADER;
+        if (rd->soft_state_changed) {
+            r->role = rd->role;
+        }
+        raft_advance(r->raft);
+        r->readied = false;
+        if (r->conf_changed && !h->failed) {
+            r->conf_changed = false;
+            int crc = save_conf(h, r);
+            if (crc != 0) {
+                fatal(h, "saving a range's configuration failed", crc);
+            }
+        }
+        if (was_leader && r->role != RAFT_LEADER) {
+            props_fail(h, r);
+            for (uint32_t j = 0; j < r->reads_n;) {
+                answer_status(h, r->reads[j].c, PROTO_STATUS_NOT_LEADER,
+                              "leadership changed before the read was served", raft_leader(r->raft),
+                              0);
+                read_drop(h, r, j);
+            }
+        }
+        reads_run(h, r);
+        if (raft_has_ready(r->raft)) {
+            mark_dirty(h, r);
+        }
+    }
+    if (h->applied_since_ckpt >= TS_HOST_CHECKPOINT_ENTRIES && !h->failed) {
+        checkpoint(h);
+    }
+    if (h->dirty_n > 0) {
+        shard_loop_poke(h->loop);
+    }
+}
+
+static void on_iteration(void *ctx)
+{
+    struct host *h = ctx;
+    if (h->stopped) {
+        return;
+    }
+    xflush(h);
+    process_readies(h);
+    nio_flush(h->nio);
+}
+
+/* ---- Requests -------------------------------------------------------------------------------- */
+
+static struct replica *replica_of(struct host *h, uint64_t range)
+{
+    if (range == 0 || range > h->cl->ranges || h->rep_of[range] < 0) {
+        return NULL;
+    }
+    return &h->reps[h->rep_of[range]];
+}
+
+static int propose(struct host *h, struct replica *r, const struct kvwire_req *q, size_t *len)
+{
+    uint64_t stamp = ts_hlc_now(&h->hlc, wall_ms());
+    size_t need;
+    switch (q->kind) {
+    case KV_OP_PUT:
+        need = kv_cmd_put_size(&q->op.u.put);
+        break;
+    case KV_OP_DELETE:
+        need = kv_cmd_delete_size(&q->op.u.del);
+        break;
+    default:
+        need = kv_cmd_txn_size(q->cmps, q->cmps_n, q->succ, q->succ_n, q->fail, q->fail_n);
+        break;
+    }
+    if (need > TS_RAFT_ENTRY_BYTES_MAX) {
+        return TS_ETOOBIG;
+    }
+    if (!grow(h->alloc, (void **)&h->cmd, &h->cmd_cap, (uint32_t)need, 1)) {
+        return TS_ENOMEM;
+    }
+    int rc;
+    switch (q->kind) {
+    case KV_OP_PUT:
+        rc = kv_cmd_encode_put(r->range, stamp, &q->op.u.put, h->cmd, h->cmd_cap, len);
+        break;
+    case KV_OP_DELETE:
+        rc = kv_cmd_encode_delete(r->range, stamp, &q->op.u.del, h->cmd, h->cmd_cap, len);
+        break;
+    default:
+        rc = kv_cmd_encode_txn(r->range, stamp, q->cmps, q->cmps_n, q->succ, q->succ_n, q->fail,
+                               q->fail_n, h->cmd, h->cmd_cap, len);
+        break;
+    }
+    return rc;
+}
+
+static void handle_write(struct host *h, struct replica *r, struct cref c,
+                         const struct kvwire_req *q)
+{
+    size_t len = 0;
+    int rc = propose(h, r, q, &len);
+    raft_index index = 0;
+    if (rc == 0) {
+        rc = raft_propose(r->raft, h->cmd, (uint32_t)len, &index);
+    }
+    switch (rc) {
+    case 0:
+        break;
+    case TS_ENOTLEADER:
+        answer_not_leader(h, c, r);
+        return;
+    case TS_EFULL:
+        answer_status(h, c, PROTO_STATUS_TOO_MANY_REQUESTS,
+                      "the range has too many uncommitted writes; retry later", 0, 0);
+        return;
+    case TS_ETOOBIG:
+        answer_status(h, c, PROTO_STATUS_VALUE_TOO_LARGE, "the command is larger than an entry", 0,
+                      0);
+        return;
+    case TS_EUNAVAIL:
+        answer_status(h, c, PROTO_STATUS_UNAVAILABLE, "the range's leadership is moving", 0, 0);
+        return;
+    default:
+        answer_status(h, c, PROTO_STATUS_INTERNAL, ts_strerror(rc), 0, 0);
+        return;
+    }
+    h->stats.proposals++;
+    if (!prop_push(h, r, (struct prop){.index = index, .term = raft_term_of(r->raft), .c = c})) {
+        /* The entry is in: it applies, but its answer cannot be tracked. */
+        answer_status(h, c, PROTO_STATUS_UNAVAILABLE,
+                      "out of memory: the write may or may not be applied", 0, 0);
+    }
+    mark_dirty(h, r);
+}
+
+static void handle_read(struct host *h, struct replica *r, struct cref c,
+                        const struct kvwire_req *q, const uint8_t *frame, uint32_t len)
+{
+    if (!q->linearizable) {
+        h->stats.reads_serializable++;
+        serve_read(h, r, c, &q->op);
+        return;
+    }
+    if (raft_role_of(r->raft) != RAFT_LEADER) {
+        answer_not_leader(h, c, r);
+        return;
+    }
+    if (raft_lease_valid(r->raft) && r->st.applied_index >= raft_commit_index(r->raft)) {
+        h->stats.reads_lease++;
+        serve_read(h, r, c, &q->op);
+        return;
+    }
+    uint64_t ctx = ++h->read_ctx;
+    int rc = raft_read_index(r->raft, ctx);
+    if (rc != 0) {
+        if (rc == TS_ENOTLEADER) {
+            answer_not_leader(h, c, r);
+        } else {
+            answer_status(
+                h, c, rc == TS_EFULL ? PROTO_STATUS_TOO_MANY_REQUESTS : PROTO_STATUS_UNAVAILABLE,
+                ts_strerror(rc), 0, 0);
+        }
+        return;
+    }
+    uint8_t *copy = ts_alloc(h->alloc, len);
+    if (copy == NULL ||
+        !grow(h->alloc, (void **)&r->reads, &r->reads_cap, r->reads_n + 1, sizeof *r->reads)) {
+        ts_free(h->alloc, copy, len);
+        answer_status(h, c, PROTO_STATUS_UNAVAILABLE, "out of memory", 0, 0);
+        return;
+    }
+    memcpy(copy, frame, len);
+    r->reads[r->reads_n++] = (struct pread){.ctx = ctx, .c = c, .frame = copy, .len = len};
+    mark_dirty(h, r);
+}
+
+static void handle_request(struct host *h, struct cref c, const uint8_t *frame, uint32_t len,
+                           struct proto_request req)
+{
+    if (h->stopping || h->failed) {
+        answer_status(h, c, PROTO_STATUS_UNAVAILABLE, "the node is shutting down", 0, 0);
+        return;
+    }
+    struct kvwire_req q;
+    const char *why;
+    int st = kvwire_parse(req, h->txn, &q, &why);
+    if (st != 0) {
+        answer_status(h, c, (uint16_t)st, why, 0, 0);
+        return;
+    }
+    uint64_t range = host_range_of_key(h->cl, q.route_key.p, q.route_key.len);
+    uint64_t asked = proto_request_range_id(req);
+    if (asked != 0 && asked != range) {
+        answer_status(h, c, PROTO_STATUS_RANGE_NOT_FOUND,
+                      "the key is not in the range the request names", 0, range);
+        return;
+    }
+    struct proto_range_epoch ep = proto_request_epoch(req);
+    if (asked != 0 && (ep.generation != 1 || ep.conf_version != 1)) {
+        answer_status(h, c, PROTO_STATUS_STALE_EPOCH, "the range's epoch has changed", 0, range);
+        return;
+    }
+    uint32_t target = (uint32_t)((range - 1) % h->shards);
+    if (target != h->shard_id) {
+        struct xbuf *x = xbuf_new(h, frame, len, c);
+        if (x == NULL) {
+            answer_status(h, c, PROTO_STATUS_UNAVAILABLE, "out of memory", 0, 0);
+            return;
+        }
+        h->stats.forwarded++;
+        xsend(h, target, HX_REQUEST, x);
+        return;
+    }
+    struct replica *r = replica_of(h, range);
+    if (r == NULL) {
+        /* This node holds no replica of the range: send the client to one that does. */
+        uint64_t node = h->cl->m[replica_member(h->cl, range, 0)].node_id;
+        answer_status(h, c, PROTO_STATUS_NOT_LEADER, "this node holds no replica of the range",
+                      node, 0);
+        return;
+    }
+    if (q.kind == KV_OP_GET || q.kind == KV_OP_RANGE) {
+        handle_read(h, r, c, &q, frame, len);
+    } else {
+        handle_write(h, r, c, &q);
+    }
+}
+
+/* Status and Members: node-wide, answered by the shard that holds the connection. */
+static void answer_status_request(struct host *h, struct cref c)
+{
+    struct proto_builder *b = &h->ans_b;
+    (void)kvwire_answer_begin(&h->ans);
+    uint32_t replicas = 0, leaders = 0;
+    uint64_t db = 0, wal = 0;
+    for (uint32_t s = 0; s < h->shards && s < HOST_SHARDS_MAX; s++) {
+        const struct host_shard_gauges *g = &h->shared->shard[s];
+        replicas += atomic_load_explicit(&g->replicas, memory_order_relaxed);
+        leaders += atomic_load_explicit(&g->leaders, memory_order_relaxed);
+        db += atomic_load_explicit(&g->db_bytes, memory_order_relaxed);
+        wal += atomic_load_explicit(&g->wal_bytes, memory_order_relaxed);
+    }
+    proto_ref ver = proto_create_string(b, HOST_VERSION, (uint32_t)strlen(HOST_VERSION));
+    proto_status_response_begin(b);
+    proto_status_response_add_node_id(b, h->cl->self);
+    proto_status_response_add_cluster_id(b, h->cl->cluster_id);
+    proto_status_response_add_version(b, ver);
+    proto_status_response_add_shards(b, h->shards);
+    proto_status_response_add_replicas(b, replicas);
+    proto_status_response_add_leaders(b, leaders);
+    proto_status_response_add_db_size_bytes(b, db);
+    proto_status_response_add_wal_size_bytes(b, wal);
+    proto_status_response_add_uptime_ms(b, (mono_ns() - h->shared->start_ns) / 1000000u);
+    h->ans.result = proto_status_response_end(b);
+    h->ans.result_type = PROTO_RESPONSE_OP_STATUS_RESPONSE;
+    const uint8_t *frame;
+    uint32_t len;
+    if (kvwire_finish(&h->ans, c.req_id, PROTO_STATUS_OK, NULL, 0, 0, 0, &frame, &len) == 0) {
+        deliver(h, c, frame, len);
+    }
+}
+
+static void answer_members_request(struct host *h, struct cref c)
+{
+    struct proto_builder *b = &h->ans_b;
+    (void)kvwire_answer_begin(&h->ans);
+    proto_ref refs[TS_RAFT_MEMBERS_MAX];
+    uint64_t now = mono_ns();
+    uint64_t down_ns = 3ull * h->election_ticks * h->tick_ns;
+    for (uint32_t i = 0; i < h->cl->n; i++) {
+        const struct host_member *m = &h->cl->m[i];
+        uint64_t last = atomic_load_explicit(&h->shared->heard_ns[i], memory_order_relaxed);
+        bool up = i == h->self_member || (last != 0 && now < last + down_ns);
+        proto_ref addr = proto_create_string(b, m->addr, (uint32_t)strlen(m->addr));
+        proto_member_begin(b);
+        proto_member_add_node_id(b, m->node_id);
+        proto_member_add_address(b, addr);
+        proto_member_add_state(b, up ? PROTO_NODE_STATE_UP : PROTO_NODE_STATE_DOWN);
+        if (i == h->self_member) {
+            proto_member_add_shards(b, h->shards);
+        }
+        refs[i] = proto_member_end(b);
+    }
+    proto_ref vec = proto_create_vec_ref(b, refs, h->cl->n);
+    proto_members_response_begin(b);
+    proto_members_response_add_members(b, vec);
+    h->ans.result = proto_members_response_end(b);
+    h->ans.result_type = PROTO_RESPONSE_OP_MEMBERS_RESPONSE;
+    const uint8_t *frame;
+    uint32_t len;
+    if (kvwire_finish(&h->ans, c.req_id, PROTO_STATUS_OK, NULL, 0, 0, 0, &frame, &len) == 0) {
+        deliver(h, c, frame, len);
+    }
+}
+
+void host_on_request(struct host *h, uint64_t conn, const uint8_t *frame, uint32_t len,
+                     struct proto_request req)
+{
+    struct cref c = {.shard = h->shard_id, .conn = conn, .req_id = proto_request_id(req)};
+    switch (proto_request_op_type(req)) {
+    case PROTO_REQUEST_OP_STATUS_REQUEST:
+        answer_status_request(h, c);
+        return;
+    case PROTO_REQUEST_OP_MEMBERS_REQUEST:
+        answer_members_request(h, c);
+        return;
+    default:
+        handle_request(h, c, frame, len, req);
+    }
+}
+
+static void gauges_update(struct host *h)
+{
+    if (h->shard_id >= HOST_SHARDS_MAX) {
+        return;
+    }
+    struct host_shard_gauges *g = &h->shared->shard[h->shard_id];
+    uint32_t leaders = 0;
+    for (uint32_t i = 0; i < h->reps_n; i++) {
+        leaders += raft_role_of(h->reps[i].raft) == RAFT_LEADER ? 1 : 0;
+    }
+    struct btree_stats bs;
+    btree_get_stats(h->tree, &bs);
+    struct wal_stats ws;
+    wal_get_stats(h->wal, &ws);
+    atomic_store_explicit(&g->replicas, h->reps_n, memory_order_relaxed);
+    atomic_store_explicit(&g->leaders, leaders, memory_order_relaxed);
+    atomic_store_explicit(&g->db_bytes, bs.page_count * TS_BTREE_PAGE_BYTES_DEFAULT,
+                          memory_order_relaxed);
+    atomic_store_explicit(&g->wal_bytes, ws.bytes_written, memory_order_relaxed);
+}
+
+/* ---- Peer frames ------------------------------------------------------------------------------
+ */
+
+static void heard(struct host *h, uint64_t node)
+{
+    uint32_t m = member_of_node(h->cl, node);
+    if (m != UINT32_MAX) {
+        atomic_store_explicit(&h->shared->heard_ns[m], mono_ns(), memory_order_relaxed);
+    }
+}
+
+/* Steps the messages of this shard's groups; returns the other shards that have some
+ * (a bit set), when forward is asked. */
+static uint64_t step_batch(struct host *h, struct proto_raft_batch batch)
+{
+    struct proto_vec v = proto_raft_batch_messages(batch);
+    uint64_t others = 0;
+    struct raft_snapshot_meta snap;
+    for (uint32_t i = 0; i < v.len; i++) {
+        struct proto_raft_message pm = proto_raft_message_vec_at(v, i);
+        uint64_t g = proto_raft_message_group_id(pm);
+        if (g == 0 || g > h->cl->ranges) {
+            continue;
+        }
+        uint32_t target = (uint32_t)((g - 1) % h->shards);
+        if (target != h->shard_id) {
+            others |= UINT64_C(1) << (target % 64);
+            continue;
+        }
+        struct replica *r = replica_of(h, g);
+        if (r == NULL) {
+            continue;
+        }
+        struct raft_message m;
+        int rc = peer_decode_raft_message(pm, &m, h->dec, TS_RAFT_MSG_ENTRIES_MAX, &snap);
+        if (rc == 0) {
+            rc = raft_step(r->raft, &m);
+        }
+        if (rc != 0 && rc != TS_EPROTO) {
+            HOST_LOG(h, WARN, "shard %u: range %llu: a raft message was dropped: %s", h->shard_id,
+                     (unsigned long long)g, ts_strerror(rc));
+        }
+        mark_dirty(h, r);
+    }
+    return others;
+}
+
+void host_on_raft_batch(struct host *h, struct proto_raft_batch batch, const uint8_t *frame,
+                        uint32_t len)
+{
+    if (proto_raft_batch_cluster_id(batch) != h->cl->cluster_id || h->stopped) {
+        return;
+    }
+    h->stats.frames_in++;
+    heard(h, proto_raft_batch_from_node(batch));
+    uint64_t others = step_batch(h, batch);
+    for (uint32_t s = 0; others != 0 && s < h->shards; s++) {
+        if ((others & (UINT64_C(1) << (s % 64))) == 0 || s == h->shard_id) {
+            continue;
+        }
+        struct xbuf *x = xbuf_new(h, frame, len, (struct cref){0});
+        if (x != NULL) {
+            xsend(h, s, HX_RAFT, x);
+        }
+    }
+}
+
+void host_on_peer_up(struct host *h, struct nio_conn *c)
+{
+    struct proto_builder *b = &h->out_b;
+    proto_builder_reset(b);
+    const char *addr = h->cl->m[h->self_member].addr;
+    proto_ref a = proto_create_string(b, addr, (uint32_t)strlen(addr));
+    proto_hello_begin(b);
+    proto_hello_add_kind(b, PROTO_CONNECTION_KIND_PEER);
+    proto_hello_add_node_id(b, h->cl->self);
+    proto_hello_add_cluster_id(b, h->cl->cluster_id);
+    proto_hello_add_address(b, a);
+    proto_hello_add_protocol_version(b, 1);
+    proto_ref hello = proto_hello_end(b);
+    proto_message_begin(b);
+    proto_message_add_body(b, PROTO_BODY_HELLO, hello);
+    proto_ref msg = proto_message_end(b);
+    const uint8_t *frame;
+    uint32_t len;
+    if (proto_message_finish(b, msg, true, &frame, &len) == 0) {
+        (void)nio_send(c, frame, len);
+    }
+}
+
+void host_on_xmsg(struct host *h, const struct xring_msg *m)
+{
+    struct xbuf *x = (struct xbuf *)(uintptr_t)m->handle;
+    switch (m->type) {
+    case HX_RELEASE:
+        xbuf_free(h, x);
+        return;
+    case HX_ANSWER: {
+        struct nio_conn *conn = nio_conn_lookup(h->nio, x->c.conn);
+        if (conn != NULL && nio_send(conn, x->data, x->len) != 0) {
+            nio_close(conn);
+        }
+        break;
+    }
+    case HX_REQUEST:
+    case HX_RAFT: {
+        struct proto_message msg;
+        char why[128];
+        int rc = proto_message_decode(x->data, x->len, true, &msg, why, sizeof why);
+        TS_ASSERT(rc == 0); /* verified by the shard that received it */
+        if (m->type == HX_REQUEST) {
+            handle_request(h, x->c, x->data, x->len, proto_message_body_as_request(msg));
+        } else if (!h->stopped) {
+            (void)step_batch(h, proto_message_body_as_raft_batch(msg));
+        }
+        break;
+    }
+    default:
+        TS_ASSERT(false);
+    }
+    xsend(h, m->from, HX_RELEASE, x);
+}
+
+/* ---- Ticks -------------------------------------------------------------------------------------
+ */
+
+static void on_tick(struct shard_timer *t, void *data)
+{
+    struct host *h = data;
+    uint64_t now = shard_loop_now_ns(h->loop);
+    uint64_t silent_ns = (uint64_t)h->election_ticks * h->tick_ns;
+    for (uint32_t i = 0; i < h->reps_n && !h->stopped; i++) {
+        struct replica *r = &h->reps[i];
+        if (!raft_quiesced(r->raft)) {
+            raft_tick(r->raft);
+            mark_dirty(h, r);
+            continue;
+        }
+        raft_id leader = raft_leader(r->raft);
+        uint32_t m = member_of_node(h->cl, leader);
+        if (leader != h->cl->self && m != UINT32_MAX) {
+            uint64_t last = atomic_load_explicit(&h->shared->heard_ns[m], memory_order_relaxed);
+            if (now > last + silent_ns) {
+                raft_wake(r->raft); /* its leader's node went silent */
+                mark_dirty(h, r);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < h->peers_n && !h->stopped; i++) {
+        if (!h->peers[i].sent) {
+            send_frame(h, &h->peers[i], 0, false); /* keep-alive: we are here */
+        }
+        h->peers[i].sent = false;
+    }
+    gauges_update(h);
+    (void)shard_timer_start(h->loop, t, now + h->tick_ns, on_tick, h);
+}
+
+/* ---- Replicas: bootstrap and recovery ------------------------------------------------------ */
+
+struct chunk {
+    struct chunk *next;
+    uint32_t size;
+    uint8_t data[];
+};
+
+static void on_read_done(struct wal_read_req *req)
+{
+    *(bool *)req->data = true;
+}
+
+/* Reads entries [lo, hi] of a group into e (room for hi - lo + 1), their data into chunks
+ * the caller frees after raft_new copied them. */
+static int read_entries(struct host *h, uint64_t group, uint64_t lo, uint64_t hi,
+                        struct raft_entry *e, struct chunk **chunks)
+{
+    uint64_t n = hi - lo + 1;
+    struct wal_entry *we = ts_alloc(h->alloc, (size_t)n * sizeof *we);
+    if (we == NULL) {
+        return TS_ENOMEM;
+    }
+    uint64_t at = lo;
+    int rc = 0;
+    while (rc == 0 && at <= hi) {
+        uint32_t size = (uint32_t)sizeof(struct chunk) + TS_HOST_RECOVER_READ_BYTES;
+        struct chunk *c = ts_alloc(h->alloc, size);
+        if (c == NULL) {
+            rc = TS_ENOMEM;
+            break;
+        }
+        c->size = size;
+        c->next = *chunks;
+        *chunks = c;
+        bool done = false;
+        struct wal_read_req req = {.group = group,
+                                   .lo = at,
+                                   .hi = hi + 1,
+                                   .buf = c->data,
+                                   .buf_bytes = TS_HOST_RECOVER_READ_BYTES,
+                                   .entries = we,
+                                   .cb = on_read_done,
+                                   .data = &done};
+        rc = wal_read(h->wal, &req);
+        if (rc < 0) {
+            break;
+        }
+        for (uint32_t i = 0; rc == 0 && !done && i < 1000000; i++) {
+            int r2 = disk_run(h->disk, true);
+            rc = r2 < 0 ? r2 : 0;
+        }
+        rc = rc != 0 ? rc : req.res;
+        if (rc == 0 && req.count == 0) {
+            rc = TS_ECORRUPT; /* an entry larger than the read buffer, or a hole */
+        }
+        for (uint32_t i = 0; rc == 0 && i < req.count; i++) {
+            const struct wal_entry *w = &we[i];
+            if (w->len == 0 || w->index != at + i) {
+                rc = TS_ECORRUPT;
+                break;
+            }
+            const uint8_t *d = w->data;
+            e[at - lo + i] = (struct raft_entry){.term = w->term,
+                                                 .index = w->index,
+                                                 .type = d[0],
+                                                 .data = w->len > 1 ? d + 1 : NULL,
+                                                 .len = w->len - 1};
+        }
+        at += req.count;
+    }
+    ts_free(h->alloc, we, (size_t)n * sizeof *we);
+    return rc;
+}
+
+static void chunks_free(struct host *h, struct chunk *c)
+{
+    while (c != NULL) {
+        struct chunk *next = c->next;
+        ts_free(h->alloc, c, c->size);
+        c = next;
+    }
+}
+
+static int replica_open(struct host *h, struct replica *r, uint64_t range)
+{
+    r->range = range;
+    r->lo_len = host_range_start(h->cl, range, r->lo);
+    r->hi_len = range < h->cl->ranges ? host_range_start(h->cl, range + 1, r->hi) : 0;
+    int rc = kv_range_state_load(&h->store, range, &r->st);
+    if (rc == TS_ENOTFOUND) {
+        memset(&r->st, 0, sizeof r->st);
+    } else if (rc != 0) {
+        return rc;
+    }
+    struct raft_conf conf;
+    bool have_conf = false;
+    uint8_t cbuf[RAFT_CONF_ENCODED_BYTES_MAX];
+    uint32_t clen = 0;
+    rc = kv_range_blob_load(&h->store, range, HOST_CONF_BLOB, cbuf, sizeof cbuf, &clen);
+    if (rc == 0) {
+        rc = raft_conf_decode(cbuf, clen, &conf);
+        if (rc != 0) {
+            return TS_ECORRUPT;
+        }
+        have_conf = true;
+    } else if (rc != TS_ENOTFOUND) {
+        return rc;
+    }
+    struct raft_config c;
+    raft_config_default(&c);
+    c.group_id = range;
+    c.id = h->cl->self;
+    c.election_ticks = h->election_ticks;
+    c.rand = &h->rand;
+    c.alloc = h->alloc;
+    struct raft_initial init = {0};
+    struct raft_conf boot = {0};
+    struct wal_group_info gi;
+    rc = wal_group_info(h->wal, range, &gi);
+    struct raft_entry *entries = NULL;
+    uint64_t n = 0;
+    struct chunk *chunks = NULL;
+    if (rc == TS_ENOTFOUND) {
+        if (r->st.applied_index != 0) {
+            HOST_LOG(h, ERROR,
+                     "shard %u: range %llu: the B-tree has applied index %llu but the "
+                     "log has no record of the group",
+                     h->shard_id, (unsigned long long)range,
+                     (unsigned long long)r->st.applied_index);
+            return TS_ECORRUPT;
+        }
+        for (uint32_t k = 0; k < h->cl->replicas; k++) {
+            uint64_t id = h->cl->m[replica_member(h->cl, range, k)].node_id;
+            uint32_t at = boot.n;
+            while (at > 0 && boot.m[at - 1].id > id) {
+                boot.m[at] = boot.m[at - 1];
+                at--;
+            }
+            boot.m[at] = (struct raft_member){.id = id, .role = RAFT_VOTER};
+            boot.n++;
+        }
+        init.bootstrap = &boot;
+    } else if (rc != 0) {
+        return rc;
+    } else {
+        init.hard_state = (struct raft_hard_state){
+            .term = gi.hard_state.term, .vote = gi.hard_state.vote, .commit = gi.hard_state.commit};
+        init.compact_index = gi.snap_index;
+        init.compact_term = gi.snap_term;
+        init.applied = r->st.applied_index;
+        init.conf = have_conf ? &conf : NULL;
+        if (gi.last_index > gi.snap_index) {
+            n = gi.last_index - gi.snap_index;
+            entries = ts_alloc(h->alloc, (size_t)n * sizeof *entries);
+            if (entries == NULL) {
+                return TS_ENOMEM;
+            }
+            rc = read_entries(h, range, gi.snap_index + 1, gi.last_index, entries, &chunks);
+            if (rc != 0) {
+                chunks_free(h, chunks);
+                ts_free(h->alloc, entries, (size_t)n * sizeof *entries);
+                return rc;
+            }
+            init.entries = entries;
+            init.n_entries = (size_t)n;
+        }
+    }
+    rc = raft_new(&c, &init, &r->raft);
+    chunks_free(h, chunks);
+    ts_free(h->alloc, entries, (size_t)n * sizeof *entries);
+    if (rc != 0) {
+        return rc;
+    }
+    r->role = raft_role_of(r->raft);
+    return 0;
+}
+
+/* ---- Start, stop -------------------------------------------------------------------------------
+ */
+
+static void report_line(void *data, const char *line)
+{
+    struct host *h = data;
+    HOST_LOG(h, INFO, "shard %u: %s", h->shard_id, line);
+}
+
+static int open_storage(struct host *h, const char *dir)
+{
+    char path[HOST_PATH_BYTES];
+    char err[256] = "";
+    int rc = shard_disk_create(h->loop, NULL, &h->disk);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = disk_mkdir(h->disk, dir);
+    if (rc != 0 && rc != -EEXIST) {
+        HOST_LOG(h, ERROR, "shard %u: cannot create %s: %s", h->shard_id, dir, ts_strerror(rc));
+        return rc;
+    }
+    snprintf(path, sizeof path, "%s/wal", dir);
+    struct wal_config wc = {
+        .dir = path, .durable_cb = on_durable, .data = h, .report_cb = report_line};
+    rc = wal_open(&wc, h->disk, h->alloc, &h->wal, err, sizeof err);
+    if (rc != 0) {
+        HOST_LOG(h, ERROR, "shard %u: cannot open the log in %s: %s (%s)", h->shard_id, path, err,
+                 ts_strerror(rc));
+        return rc;
+    }
+    h->durable_lsn = wal_durable_lsn(h->wal);
+    snprintf(path, sizeof path, "%s/data.btree", dir);
+    struct btree_config bc = {.path = path, .report_cb = report_line, .data = h};
+    rc = btree_open(&bc, h->disk, h->alloc, &h->tree, err, sizeof err);
+    if (rc != 0) {
+        HOST_LOG(h, ERROR, "shard %u: cannot open the B-tree %s: %s (%s)", h->shard_id, path, err,
+                 ts_strerror(rc));
+    }
+    return rc;
+}
+
+static int alloc_tables(struct host *h)
+{
+    const struct host_cluster *cl = h->cl;
+    h->rep_of = ts_alloc(h->alloc, (size_t)(cl->ranges + 1) * sizeof *h->rep_of);
+    h->scratch = ts_alloc(h->alloc, TS_KV_SCRATCH_BYTES);
+    h->txn = ts_alloc(h->alloc, sizeof *h->txn);
+    h->dec = ts_alloc(h->alloc, TS_RAFT_MSG_ENTRIES_MAX * sizeof *h->dec);
+    if (h->rep_of == NULL || h->scratch == NULL || h->txn == NULL || h->dec == NULL) {
+        return TS_ENOMEM;
+    }
+    uint32_t n = 0;
+    for (uint64_t range = 1; range <= cl->ranges; range++) {
+        bool here = (range - 1) % h->shards == h->shard_id && node_hosts(cl, range, h->self_member);
+        h->rep_of[range] = here ? (int32_t)n : -1;
+        n += here ? 1 : 0;
+    }
+    h->reps_n = n;
+    size_t cap = n > 0 ? n : 1;
+    h->reps = ts_alloc(h->alloc, cap * sizeof *h->reps);
+    h->dirty = ts_alloc(h->alloc, cap * sizeof *h->dirty);
+    h->readied = ts_alloc(h->alloc, cap * sizeof *h->readied);
+    if (h->reps == NULL || h->dirty == NULL || h->readied == NULL) {
+        return TS_ENOMEM;
+    }
+    memset(h->reps, 0, cap * sizeof *h->reps);
+    int rc = proto_builder_init(&h->out_b, h->alloc, HOST_BUILDER_BYTES, TS_FRAME_BYTES_MAX);
+    if (rc == 0) {
+        rc = proto_builder_init(&h->ans_b, h->alloc, HOST_BUILDER_BYTES, TS_FRAME_BYTES_MAX);
+    }
+    kvwire_answer_init(&h->ans, &h->ans_b, h->alloc);
+    return rc;
+}
+
+int host_start(struct shard *s, const struct host_config *cfg, struct nio *nio, struct host **out)
+{
+    TS_ASSERT(s != NULL && cfg != NULL && cfg->cluster != NULL && cfg->shared != NULL);
+    const struct ts_allocator *a = ts_allocator_default(); /* outlives the node (host_free) */
+    struct host *h = ts_alloc(a, sizeof *h);
+    if (h == NULL) {
+        return TS_ENOMEM;
+    }
+    memset(h, 0, sizeof *h);
+    *out = h;
+    h->alloc = a;
+    h->shard = s;
+    h->loop = shard_get_loop(s);
+    h->nio = nio;
+    h->shard_id = shard_get_id(s);
+    h->shards = shard_get_count(s);
+    h->cl = cfg->cluster;
+    h->shared = cfg->shared;
+    h->log = cfg->log;
+    h->self_member = member_of_node(h->cl, h->cl->self);
+    h->tick_ns = (uint64_t)(cfg->tick_ms != 0 ? cfg->tick_ms : TS_HOST_TICK_MS_DEFAULT) * 1000000u;
+    h->election_ticks = cfg->election_ticks != 0 ? cfg->election_ticks : 10;
+    h->store = (struct kv_store){.get = st_get,
+                                 .put = st_put,
+                                 .del = st_del,
+                                 .delete_range = st_delete_range,
+                                 .count = st_count,
+                                 .seek = st_seek,
+                                 .next = st_next,
+                                 .key = st_key,
+                                 .value = st_value,
+                                 .ctx = h};
+    shard_timer_init(&h->tick);
+    ts_rand_seed(&h->rand, mono_ns() ^ (h->cl->self << 32) ^ h->shard_id);
+    ts_hlc_init(&h->hlc, 500, 0);
+    TS_ASSERT(h->self_member != UINT32_MAX);
+    char dir[HOST_PATH_BYTES];
+    snprintf(dir, sizeof dir, "%s/shard-%u", cfg->data_dir, h->shard_id);
+    int rc = alloc_tables(h);
+    if (rc == 0) {
+        rc = open_storage(h, dir);
+    }
+    for (uint64_t range = 1; rc == 0 && range <= h->cl->ranges; range++) {
+        if (h->rep_of[range] >= 0) {
+            rc = replica_open(h, &h->reps[h->rep_of[range]], range);
+            if (rc != 0) {
+                HOST_LOG(h, ERROR, "shard %u: range %llu cannot start: %s", h->shard_id,
+                         (unsigned long long)range, ts_strerror(rc));
+            }
+        }
+    }
+    for (uint32_t i = 0; rc == 0 && i < h->cl->n; i++) {
+        if (i == h->self_member) {
+            continue;
+        }
+        struct peer *p = &h->peers[h->peers_n++];
+        p->node = h->cl->m[i].node_id;
+        p->member = i;
+        rc = nio_connect(h->nio, h->cl->m[i].addr, &p->link);
+        if (rc != 0) {
+            HOST_LOG(h, ERROR, "shard %u: cannot connect to node %llu at %s: %s", h->shard_id,
+                     (unsigned long long)p->node, h->cl->m[i].addr, ts_strerror(rc));
+        }
+    }
+    if (rc == 0) {
+        rc = shard_loop_on_iteration(h->loop, on_iteration, h);
+    }
+    if (rc == 0) {
+        rc = shard_timer_start(h->loop, &h->tick, shard_loop_now_ns(h->loop) + h->tick_ns, on_tick,
+                               h);
+    }
+    for (uint32_t i = 0; rc == 0 && i < h->reps_n; i++) {
+        mark_dirty(h, &h->reps[i]);
+    }
+    if (rc != 0) {
+        h->stopped = true;
+    }
+    return rc;
+}
+
+bool host_stop(struct host *h)
+{
+    if (h == NULL || h->stopped) {
+        return true;
+    }
+    h->stopping = true;
+    if (!h->failed && h->wal != NULL) {
+        int rc = sync_wal(h);
+        if (rc == 0 && h->tree != NULL) {
+            checkpoint(h);
+        }
+    }
+    shard_timer_stop(h->loop, &h->tick);
+    h->stopped = true;
+    return true;
+}
+
+void host_free(struct host *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    const struct ts_allocator *a = h->alloc;
+    for (uint32_t i = 0; h->reps != NULL && i < h->reps_n; i++) {
+        struct replica *r = &h->reps[i];
+        raft_free(r->raft);
+        ts_free(a, r->props, (size_t)r->props_cap * sizeof *r->props);
+        for (uint32_t j = 0; j < r->reads_n; j++) {
+            ts_free(a, r->reads[j].frame, r->reads[j].len);
+        }
+        ts_free(a, r->reads, (size_t)r->reads_cap * sizeof *r->reads);
+    }
+    if (h->wal != NULL) {
+        for (uint32_t i = 0; i < 1000 && !wal_idle(h->wal); i++) {
+            (void)disk_run(h->disk, true);
+        }
+        wal_close(h->wal);
+    }
+    if (h->tree != NULL) {
+        btree_close(h->tree);
+    }
+    disk_destroy(h->disk);
+    size_t cap = h->reps_n > 0 ? h->reps_n : 1;
+    ts_free(a, h->reps, cap * sizeof *h->reps);
+    ts_free(a, h->dirty, cap * sizeof *h->dirty);
+    ts_free(a, h->readied, cap * sizeof *h->readied);
+    ts_free(a, h->rep_of, (size_t)(h->cl->ranges + 1) * sizeof *h->rep_of);
+    ts_free(a, h->scratch, TS_KV_SCRATCH_BYTES);
+    ts_free(a, h->txn, sizeof *h->txn);
+    ts_free(a, h->dec, TS_RAFT_MSG_ENTRIES_MAX * sizeof *h->dec);
+    ts_free(a, h->msgq, (size_t)h->msgq_cap * sizeof *h->msgq);
+    ts_free(a, h->cmd, h->cmd_cap);
+    ts_free(a, h->wbuf, h->wbuf_cap);
+    ts_free(a, h->went, (size_t)h->went_cap * sizeof *h->went);
+    for (uint32_t i = 0; i < h->xq_n; i++) {
+        (void)i; /* messages never delivered: their buffers die with the process's heap */
+    }
+    ts_free(a, h->xq, (size_t)h->xq_cap * sizeof *h->xq);
+    kvwire_answer_fini(&h->ans);
+    proto_builder_fini(&h->out_b);
+    proto_builder_fini(&h->ans_b);
+    ts_free(a, h, sizeof *h);
+}
+
+void host_get_stats(const struct host *h, struct host_stats *out)
+{
+    *out = h->stats;
+}

@@ -1,0 +1,150 @@
+/*
+ * shard/host: the replicas of one shard — the multi-Raft key-value server's heart.
+ *
+ * A host owns, on its shard's thread: the shard's disk (on the shard's ring,
+ * shard/disk.h), its log (storage/wal, one for all its groups), its B-tree
+ * (storage/btree, one for all its ranges, applied through core/kv), and one core/raft
+ * group per range replica it hosts. The transport (net/io) is the shard's server's; the
+ * server hands the host every key-value request and every peer frame.
+ *
+ * Layout. The keyspace is cut into `ranges` ranges (ids 1..ranges) at even points of its
+ * first two bytes; range i is hosted by min(3, nodes) nodes starting at node index
+ * (i - 1) % nodes, by shard (i - 1) % shards on each (every node of a cluster runs the
+ * same shard count: the frames a shard sends carry the groups of one shard index). A
+ * replica's Raft id is its node's id. Descriptors carry epoch {1, 1}: splits, merges and
+ * moves (the placement driver) bump them later; the routing already checks them.
+ *
+ * One loop iteration (the host's iteration hook), for every group with work:
+ *   1. raft_ready: new entries and hard state are staged in the WAL; messages that may
+ *      go before the persist (the leader's appends) are sent at once, one RaftBatch
+ *      frame per peer node for all groups of the shard;
+ *   2. one WAL write linked to one fdatasync for all groups, waited for on the ring
+ *      (other completions are set aside meanwhile: shard/loop.h);
+ *   3. acknowledgements and votes go out (a second frame per node), committed entries
+ *      are applied to the B-tree through core/kv, with the range's applied index saved
+ *      in the same batch; clients get their answers; reads waiting for an index run;
+ *   4. raft_advance.
+ * A write is acknowledged only once its entry is committed (durable on a quorum) and
+ * applied on the leader. The B-tree is checkpointed every TS_HOST_CHECKPOINT_ENTRIES
+ * applied entries and at shutdown; after a crash each range replays the log from the
+ * applied index the checkpoint holds.
+ *
+ * Reads: serializable reads are served by the replica at hand; linearizable ones by the
+ * leader, at once under its lease when it has applied everything committed, else after a
+ * ReadIndex round. Requests for a range of another shard of this node cross a ring
+ * (shard/xring.h) and their answers come back the same way; a request that reaches a
+ * node whose replica does not lead is answered NotLeader with the leader's address, and
+ * the client retries there.
+ *
+ * Ticks: every tick_ms the awake groups tick (quiescent ones do not); a quiescent
+ * follower whose leader's node has been silent for an election timeout is woken. Every
+ * shard sends each peer node at least one frame per tick (an empty RaftBatch when it has
+ * nothing else), which is what "silent" is measured against (node-wide, in host_shared).
+ *
+ * Not yet (issue 7's notes): snapshots (the log is never compacted, so a lagging
+ * replica always catches up by log), forwarding to the leader's node, the meta range.
+ */
+#ifndef TS_SHARD_HOST_H
+#define TS_SHARD_HOST_H
+
+#include "core/util/limits.h"
+#include "core/util/log.h"
+#include "net/io/nio.h"
+#include "net/proto/proto.h"
+#include "net/proto/proto_gen.h"
+#include "shard/node.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define HOST_ADDR_BYTES 64u
+
+struct host_member {
+    uint64_t node_id;           /* 1.. */
+    char addr[HOST_ADDR_BYTES]; /* "ip:port" peers and clients reach it at */
+};
+
+/* What every node of the cluster agrees on (from --initial-cluster). */
+struct host_cluster {
+    uint64_t cluster_id;
+    uint64_t self; /* this node's id */
+    uint32_t n;
+    struct host_member m[TS_RAFT_MEMBERS_MAX];
+    uint32_t ranges;   /* 1..TS_HOST_RANGES_MAX */
+    uint32_t replicas; /* per range: min(3, n) */
+};
+
+/* Node-wide state the shards share: when each member was last heard from (any frame),
+ * CLOCK_MONOTONIC ns, relaxed atomics. */
+#define HOST_SHARDS_MAX 256u
+#define HOST_VERSION "0.1.0"
+
+struct host_shard_gauges {
+    _Atomic uint32_t replicas;
+    _Atomic uint32_t leaders;
+    _Atomic uint64_t db_bytes;  /* the B-tree file */
+    _Atomic uint64_t wal_bytes; /* written to the log since start */
+};
+
+struct host_shared {
+    _Atomic uint64_t heard_ns[TS_RAFT_MEMBERS_MAX];
+    uint64_t start_ns; /* CLOCK_MONOTONIC at start, set before the shards run */
+    struct host_shard_gauges shard[HOST_SHARDS_MAX]; /* each written by its shard, per tick */
+};
+
+struct host_config {
+    const char *data_dir;               /* the node's directory; shard k uses DIR/shard-k */
+    const struct host_cluster *cluster; /* borrowed: outlives the node */
+    struct host_shared *shared;         /* borrowed */
+    uint32_t tick_ms;                   /* 0: TS_HOST_TICK_MS_DEFAULT */
+    uint32_t election_ticks;            /* 0: 10 */
+    const struct ts_log *log;           /* borrowed; NULL: silent */
+};
+
+struct host;
+
+struct host_stats {
+    uint64_t proposals;
+    uint64_t applied;
+    uint64_t reads_lease;
+    uint64_t reads_index;
+    uint64_t reads_serializable;
+    uint64_t not_leader;
+    uint64_t forwarded; /* requests sent to another shard */
+    uint64_t wal_syncs;
+    uint64_t checkpoints;
+    uint64_t frames_out;
+    uint64_t frames_in;
+};
+
+/* On shard s's thread (node init_cb), after the server created its transport. Opens or
+ * creates the shard's log and tree, recovers or bootstraps its replicas, connects to the
+ * peers. Returns 0, TS_ECORRUPT (logged with the file and the reason), -errno, TS_ENOMEM. */
+int host_start(struct shard *s, const struct host_config *cfg, struct nio *nio, struct host **out);
+
+/* Stop: the B-tree is checkpointed and the log made durable. Returns true when done. */
+bool host_stop(struct host *h);
+/* On the shard's thread after the loop stopped (node fini_cb). */
+void host_free(struct host *h);
+
+/* From the server, on the shard's thread. The frame is the request's, a view valid for
+ * the call; conn is the client connection's nio id. */
+void host_on_request(struct host *h, uint64_t conn, const uint8_t *frame, uint32_t len,
+                     struct proto_request req);
+void host_on_raft_batch(struct host *h, struct proto_raft_batch batch, const uint8_t *frame,
+                        uint32_t len);
+void host_on_peer_up(struct host *h, struct nio_conn *c);
+void host_on_xmsg(struct host *h, const struct xring_msg *m);
+
+void host_get_stats(const struct host *h, struct host_stats *out);
+
+/* Layout, for the server and the tests. */
+uint64_t host_range_of_key(const struct host_cluster *c, const uint8_t *key, uint32_t len);
+/* The range's first key (0 or 2 bytes) into buf[2]; returns its length. */
+uint32_t host_range_start(const struct host_cluster *c, uint64_t range, uint8_t *buf);
+/* Parses "1=127.0.0.1:7001,2=...". Returns 0 or TS_EINVAL with *why. */
+int host_cluster_parse(const char *spec, uint64_t self, uint32_t ranges, struct host_cluster *out,
+                       const char **why);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * shard/peer_codec: core/raft's messages on the wire (net/proto's RaftMessage).
+ *
+ * Field for field: the message's type numbers are the schema's (raft.h says so); the
+ * heartbeat round and ReadIndex context travel in `round`, a transfer's vote in `force`,
+ * a leader's last heartbeat before quiescence in `quiesce`. Entries keep their type
+ * (Normal, ConfChange) and data; a snapshot's metadata carries its configuration as the
+ * four role lists of ConfState.
+ *
+ * Decoding works on a verified view (net/proto verifies every frame before any field is
+ * read) and checks what the verifier cannot know: the type is one raft knows, the
+ * entries fit the caller's array, a configuration has at most TS_RAFT_MEMBERS_MAX
+ * members and no id 0. Entries' data point into the frame: the decoded message is valid
+ * as long as the frame is (raft_step copies what it keeps).
+ */
+#ifndef TS_SHARD_PEER_CODEC_H
+#define TS_SHARD_PEER_CODEC_H
+
+#include "core/raft/raft.h"
+#include "net/proto/proto.h"
+#include "net/proto/proto_gen.h"
+
+/* Appends m as a RaftMessage table; returns its reference (0 after a builder error,
+ * which is sticky: see proto.h). */
+proto_ref peer_encode_raft_message(struct proto_builder *b, const struct raft_message *m);
+
+/* Decodes v into *m. Entries go to entries[0..cap); the snapshot metadata, for a
+ * SNAPSHOT message, to *snap. Returns 0 or TS_EPROTO (unknown type, more than cap
+ * entries, a bad configuration). */
+int peer_decode_raft_message(struct proto_raft_message v, struct raft_message *m,
+                             struct raft_entry *entries, uint32_t cap,
+                             struct raft_snapshot_meta *snap);
+
+#endif
