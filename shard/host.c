@@ -7,6 +7,7 @@
 #include "core/util/assert.h"
 #include "core/util/err.h"
 #include "core/util/hlc.h"
+#include "core/util/map64.h"
 #include "core/util/rand.h"
 #include "shard/disk.h"
 #include "shard/kvwire.h"
@@ -42,8 +43,15 @@ enum host_xmsg {
 /* Where an answer goes: a connection of some shard of this node. */
 struct cref {
     uint32_t shard;
+    bool from_peer; /* arrived from another node: answered here, never forwarded again */
     uint64_t conn;
     uint64_t req_id;
+};
+
+/* A request forwarded to the leader's node, waiting for its answer. */
+struct fwd {
+    struct cref c;
+    uint64_t deadline_ns;
 };
 
 /* A buffer that crosses a ring; it returns to its owner (HX_RELEASE) to be freed. */
@@ -160,6 +168,8 @@ struct host {
     uint32_t xq_cap;
 
     uint64_t read_ctx;
+    uint64_t fwd_next;
+    struct ts_map64 fwds; /* forwarded request id -> struct fwd */
     uint64_t applied_since_ckpt;
     bool stopping;
     bool stopped;
@@ -537,14 +547,103 @@ static void answer_status(struct host *h, struct cref c, uint16_t status, const 
 static void answer_not_leader(struct host *h, struct cref c, struct replica *r)
 {
     h->stats.not_leader++;
-    raft_id leader = r != NULL ? raft_leader(r->raft) : 0;
-    if (leader == 0 && r == NULL) {
-        /* not hosted here: point at a node that hosts it */
-        return;
-    }
+    raft_id leader = raft_leader(r->raft);
     answer_status(h, c, leader != 0 ? PROTO_STATUS_NOT_LEADER : PROTO_STATUS_UNAVAILABLE,
                   leader != 0 ? "this node does not lead the range" : "the range has no leader yet",
-                  leader, 0);
+                  leader, leader != 0 ? r->range : 0);
+}
+
+/* ---- Forwarding to the leader's node --------------------------------------------------------- */
+
+#define HOST_FWD_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
+#define HOST_ID_VOFF 4u /* Request.id and Response.id: field 0 */
+
+static struct peer *peer_of(struct host *h, uint64_t node)
+{
+    for (uint32_t i = 0; i < h->peers_n; i++) {
+        if (h->peers[i].node == node) {
+            return &h->peers[i];
+        }
+    }
+    return NULL;
+}
+
+/* Copies the frame into the command buffer with the table's id field (which must be
+ * present) replaced. */
+static const uint8_t *with_id(struct host *h, const uint8_t *frame, uint32_t len,
+                              const uint8_t *tab, uint64_t id)
+{
+    const uint8_t *field = proto_read_field(tab, HOST_ID_VOFF);
+    if (field == NULL || !grow(h->alloc, (void **)&h->cmd, &h->cmd_cap, len, 1)) {
+        return NULL;
+    }
+    memcpy(h->cmd, frame, len);
+    uint8_t le[8];
+    for (uint32_t i = 0; i < 8; i++) {
+        le[i] = (uint8_t)(id >> (8 * i));
+    }
+    memcpy(h->cmd + (field - frame), le, sizeof le);
+    return h->cmd;
+}
+
+/* Sends a client's request to the node that leads its range, over this shard's link to
+ * it; the answer comes back on the same link (host_on_forward_answer). Returns false
+ * when it cannot (no link up, an id-less request, no memory): the caller answers. */
+static bool forward(struct host *h, struct cref c, const uint8_t *frame, uint32_t len,
+                    struct proto_request req, uint64_t node)
+{
+    struct peer *p = peer_of(h, node);
+    if (c.from_peer || p == NULL || p->link == NULL || c.req_id == 0) {
+        return false;
+    }
+    struct fwd *f = ts_alloc(h->alloc, sizeof *f);
+    if (f == NULL) {
+        return false;
+    }
+    uint64_t id = ++h->fwd_next;
+    const uint8_t *copy = with_id(h, frame, len, req.tab, id);
+    if (copy == NULL || nio_send(p->link, copy, len) != 0 || ts_map64_put(&h->fwds, id, f) != 0) {
+        ts_free(h->alloc, f, sizeof *f);
+        return false;
+    }
+    *f = (struct fwd){.c = c, .deadline_ns = mono_ns() + HOST_FWD_TIMEOUT_NS};
+    h->stats.forwarded++;
+    return true;
+}
+
+void host_on_forward_answer(struct host *h, const uint8_t *frame, uint32_t len,
+                            struct proto_response resp)
+{
+    struct fwd *f = ts_map64_del(&h->fwds, proto_response_id(resp));
+    if (f == NULL) {
+        return; /* expired, or not ours */
+    }
+    const uint8_t *copy = with_id(h, frame, len, resp.tab, f->c.req_id);
+    if (copy != NULL) {
+        deliver(h, f->c, copy, len);
+    }
+    ts_free(h->alloc, f, sizeof *f);
+}
+
+/* Forwarded requests whose answer never came: the client is told, not left waiting. */
+static void fwds_expire(struct host *h, uint64_t now)
+{
+    uint32_t pos = 0;
+    uint64_t id;
+    void *v;
+    uint64_t dead[64];
+    uint32_t n = 0;
+    while (n < 64 && ts_map64_next(&h->fwds, &pos, &id, &v)) {
+        if (((struct fwd *)v)->deadline_ns < now) {
+            dead[n++] = id;
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct fwd *f = ts_map64_del(&h->fwds, dead[i]);
+        answer_status(h, f->c, PROTO_STATUS_TIMEOUT,
+                      "the leader's node did not answer the forwarded request", 0, 0);
+        ts_free(h->alloc, f, sizeof *f);
+    }
 }
 
 /* ---- Proposals and reads waiting --------------------------------------------------------- */
@@ -1169,10 +1268,18 @@ static void handle_request(struct host *h, struct cref c, const uint8_t *frame, 
     }
     struct replica *r = replica_of(h, range);
     if (r == NULL) {
-        /* This node holds no replica of the range: send the client to one that does. */
+        /* This node holds no replica of the range: pass it to one that does. */
         uint64_t node = h->cl->m[replica_member(h->cl, range, 0)].node_id;
-        answer_status(h, c, PROTO_STATUS_NOT_LEADER, "this node holds no replica of the range",
-                      node, 0);
+        if (!forward(h, c, frame, len, req, node)) {
+            answer_status(h, c, PROTO_STATUS_NOT_LEADER, "this node holds no replica of the range",
+                          node, range);
+        }
+        return;
+    }
+    bool needs_leader = q.kind != KV_OP_GET && q.kind != KV_OP_RANGE ? true : q.linearizable;
+    raft_id leader = raft_leader(r->raft);
+    if (needs_leader && raft_role_of(r->raft) != RAFT_LEADER && leader != 0 &&
+        leader != h->cl->self && forward(h, c, frame, len, req, leader)) {
         return;
     }
     if (q.kind == KV_OP_GET || q.kind == KV_OP_RANGE) {
@@ -1250,9 +1357,12 @@ static void answer_members_request(struct host *h, struct cref c)
 }
 
 void host_on_request(struct host *h, uint64_t conn, const uint8_t *frame, uint32_t len,
-                     struct proto_request req)
+                     struct proto_request req, bool from_peer)
 {
-    struct cref c = {.shard = h->shard_id, .conn = conn, .req_id = proto_request_id(req)};
+    struct cref c = {.shard = h->shard_id,
+                     .from_peer = from_peer,
+                     .conn = conn,
+                     .req_id = proto_request_id(req)};
     switch (proto_request_op_type(req)) {
     case PROTO_REQUEST_OP_STATUS_REQUEST:
         answer_status_request(h, c);
@@ -1441,6 +1551,7 @@ static void on_tick(struct shard_timer *t, void *data)
         h->peers[i].sent = false;
     }
     gauges_update(h);
+    fwds_expire(h, mono_ns());
     (void)shard_timer_start(h->loop, t, now + h->tick_ns, on_tick, h);
 }
 
@@ -1730,6 +1841,7 @@ int host_start(struct shard *s, const struct host_config *cfg, struct nio *nio, 
                                  .value = st_value,
                                  .ctx = h};
     shard_timer_init(&h->tick);
+    ts_map64_init(&h->fwds, a);
     ts_rand_seed(&h->rand, mono_ns() ^ (h->cl->self << 32) ^ h->shard_id);
     ts_hlc_init(&h->hlc, 500, 0);
     TS_ASSERT(h->self_member != UINT32_MAX);
@@ -1835,6 +1947,13 @@ void host_free(struct host *h)
         (void)i; /* messages never delivered: their buffers die with the process's heap */
     }
     ts_free(a, h->xq, (size_t)h->xq_cap * sizeof *h->xq);
+    uint32_t pos = 0;
+    uint64_t id;
+    void *v;
+    while (ts_map64_next(&h->fwds, &pos, &id, &v)) {
+        ts_free(a, v, sizeof(struct fwd));
+    }
+    ts_map64_fini(&h->fwds);
     kvwire_answer_fini(&h->ans);
     proto_builder_fini(&h->out_b);
     proto_builder_fini(&h->ans_b);

@@ -32,9 +32,13 @@
  * Reads: serializable reads are served by the replica at hand; linearizable ones by the
  * leader, at once under its lease when it has applied everything committed, else after a
  * ReadIndex round. Requests for a range of another shard of this node cross a ring
- * (shard/xring.h) and their answers come back the same way; a request that reaches a
- * node whose replica does not lead is answered NotLeader with the leader's address, and
- * the client retries there.
+ * (shard/xring.h) and their answers come back the same way. A client's request that
+ * reaches a node whose replica does not lead (or that holds no replica of the range) is
+ * forwarded over the shard's link to the leader's node, under a request id of the
+ * shard's own, and the answer is relayed back; a request that came from another node is
+ * never forwarded again: when the leader is unknown or the link is down the answer is
+ * NotLeader with the leader's address and the range's descriptor, and the client
+ * library retries there.
  *
  * Ticks: every tick_ms the awake groups tick (quiescent ones do not); a quiescent
  * follower whose leader's node has been silent for an election timeout is woken. Every
@@ -42,7 +46,7 @@
  * nothing else), which is what "silent" is measured against (node-wide, in host_shared).
  *
  * Not yet (issue 7's notes): snapshots (the log is never compacted, so a lagging
- * replica always catches up by log), forwarding to the leader's node, the meta range.
+ * replica always catches up by log), the meta range.
  */
 #ifndef TS_SHARD_HOST_H
 #define TS_SHARD_HOST_H
@@ -131,7 +135,10 @@ void host_free(struct host *h);
 /* From the server, on the shard's thread. The frame is the request's, a view valid for
  * the call; conn is the client connection's nio id. */
 void host_on_request(struct host *h, uint64_t conn, const uint8_t *frame, uint32_t len,
-                     struct proto_request req);
+                     struct proto_request req, bool from_peer);
+/* An answer to a request this shard forwarded to another node (arrived on its link). */
+void host_on_forward_answer(struct host *h, const uint8_t *frame, uint32_t len,
+                            struct proto_response resp);
 void host_on_raft_batch(struct host *h, struct proto_raft_batch batch, const uint8_t *frame,
                         uint32_t len);
 void host_on_peer_up(struct host *h, struct nio_conn *c);

@@ -8,6 +8,7 @@
 
 #include "core/util/assert.h"
 #include "core/util/err.h"
+#include "core/util/map64.h"
 #include "net/proto/proto.h"
 #include "net/proto/proto_gen.h"
 #include "shard/host.h"
@@ -38,7 +39,8 @@ struct server {
     uint64_t drain_deadline_ns;
     struct host *host; /* the replicas, once the node serves key-value requests */
     uint64_t cluster_id;
-    uint64_t *conns; /* ids of open connections */
+    struct ts_map64 peers; /* ids of connections that said Hello as a peer */
+    uint64_t *conns;       /* ids of open connections */
     uint32_t n_conns;
     uint32_t cap_conns;
     struct server_stats stats;
@@ -93,6 +95,7 @@ static void on_close(struct nio_conn *c, int reason, void *data)
 {
     struct server *sv = data;
     uint64_t id = nio_conn_id(c);
+    (void)ts_map64_del(&sv->peers, id);
     uint32_t i = (uint32_t)(uintptr_t)nio_conn_data(c);
     if (i >= sv->n_conns || sv->conns[i] != id) {
         return; /* never tracked (on_open could not grow the table) */
@@ -178,6 +181,10 @@ static void on_hello(struct server *sv, struct nio_conn *c, struct proto_hello h
                  "cluster",
                  (unsigned long long)proto_hello_node_id(hello));
         close_bad(sv, c, why);
+        return;
+    }
+    if (ts_map64_put(&sv->peers, nio_conn_id(c), sv) != 0) {
+        close_bad(sv, c, "out of memory tracking a peer");
     }
 }
 
@@ -200,7 +207,8 @@ static void on_frame(struct nio_conn *c, const uint8_t *frame, uint32_t len, voi
             proto_builder_reset(&sv->b);
             answer_ping(sv, c, proto_request_id(req), ping);
         } else if (sv->host != NULL) {
-            host_on_request(sv->host, nio_conn_id(c), frame, len, req);
+            bool peer = ts_map64_get(&sv->peers, nio_conn_id(c)) != NULL;
+            host_on_request(sv->host, nio_conn_id(c), frame, len, req, peer);
         } else {
             proto_builder_reset(&sv->b);
             answer_unsupported(sv, c, proto_request_id(req));
@@ -213,6 +221,13 @@ static void on_frame(struct nio_conn *c, const uint8_t *frame, uint32_t len, voi
             return;
         }
         host_on_raft_batch(sv->host, proto_message_body_as_raft_batch(m), frame, len);
+        return;
+    case PROTO_BODY_RESPONSE:
+        if (sv->host == NULL || !nio_conn_outbound(c)) {
+            close_bad(sv, c, "a Response from a client");
+            return;
+        }
+        host_on_forward_answer(sv->host, frame, len, proto_message_body_as_response(m));
         return;
     case PROTO_BODY_HELLO:
         on_hello(sv, c, proto_message_body_as_hello(m));
@@ -265,6 +280,7 @@ int server_start(struct shard *s, const struct server_config *cfg, struct server
     sv->loop = shard_get_loop(s);
     sv->log = cfg->log;
     shard_timer_init(&sv->timer);
+    ts_map64_init(&sv->peers, a);
     int rc = proto_builder_init(&sv->b, a, SERVER_BUILDER_BYTES, TS_FRAME_BYTES_MAX);
     if (rc != 0) {
         ts_free(a, sv, sizeof *sv);
@@ -364,6 +380,7 @@ void server_free(struct server *sv)
         nio_free_after_ring_exit(sv->nio);
     }
     proto_builder_fini(&sv->b);
+    ts_map64_fini(&sv->peers);
     ts_free(a, sv->conns, sv->cap_conns * sizeof *sv->conns);
     ts_free(a, sv, sizeof *sv);
 }
