@@ -10,11 +10,19 @@ packages=(
     clang libclang-rt-14-dev llvm
     # libraries
     liburing-dev libjemalloc-dev libcriterion-dev
+    libzookeeper-mt-dev
     # wire format: flatc is the schema's authority; C++ headers and the Python
     # runtime are used by the conformance tests only
     flatbuffers-compiler libflatbuffers-dev python3 python3-flatbuffers
     # benchmarks: comparison anchors
     fio redis-server redis-tools liblmdb-dev lmdb-utils
+    # benchmarks: etcd and ZooKeeper anchors (bench/compare/kv_vs_etcd_zk.sh):
+    # the servers, etcdctl (health checks), and what builds etcd's own load tool
+    # offline from Debian's etcd source package (bench/compare/anchors.sh
+    # build-etcd-benchmark, run by the compare script when build/anchors/ lacks
+    # it): the Go compiler, etcd's Go libraries with every golang-*-dev package
+    # they import, and dpkg-source (dpkg-dev) to unpack the source package
+    etcd-server etcd-client zookeeper golang-go golang-etcd-server-dev dpkg-dev
     # tools used by the test and bench scripts
     procps iproute2 valgrind
     # coverage report (tests/coverage.sh)
