@@ -505,6 +505,7 @@ static proto_ref descriptor(struct host *h, uint64_t range)
     uint32_t lo_len = host_range_start(h->cl, range, lo);
     uint32_t hi_len = range < h->cl->ranges ? host_range_start(h->cl, range + 1, hi) : 0;
     struct proto_replica reps[TS_RAFT_MEMBERS_MAX];
+    memset(reps, 0, sizeof reps);
     for (uint32_t k = 0; k < h->cl->replicas; k++) {
         const struct host_member *m = &h->cl->m[replica_member(h->cl, range, k)];
         memset(&reps[k], 0, sizeof reps[k]);
@@ -995,6 +996,76 @@ static void checkpoint(struct host *h)
     h->stats.checkpoints++;
 }
 
+/* Applies a ready's committed entries and saves the range's applied index with them. */
+static void apply_ready(struct host *h, struct replica *r)
+{
+    const struct raft_ready *rd = &r->rd;
+    if (h->failed || rd->n_committed == 0) {
+        return;
+    }
+    for (size_t k = 0; k < rd->n_committed && !h->failed; k++) {
+        apply_entry(h, r, &rd->committed[k]);
+    }
+    const struct raft_entry *last = &rd->committed[rd->n_committed - 1];
+    r->st.applied_index = last->index;
+    r->st.applied_term = last->term;
+    int rc = kv_range_state_save(&h->store, r->range, &r->st);
+    if (rc != 0) {
+        fatal(h, "saving a range's applied index failed", rc);
+    }
+}
+
+/* After the persist: raft_advance and what follows from it. */
+static void advance(struct host *h, struct replica *r)
+{
+    const struct raft_ready *rd = &r->rd;
+    for (size_t k = 0; k < rd->n_reads; k++) {
+        for (uint32_t j = 0; j < r->reads_n; j++) {
+            if (r->reads[j].ctx == rd->reads[k].ctx) {
+                r->reads[j].index = rd->reads[k].index;
+                r->reads[j].has_index = true;
+            }
+        }
+    }
+    bool was_leader = r->role == RAFT_LEADER;
+    if (rd->soft_state_changed) {
+        r->role = rd->role;
+    }
+    raft_advance(r->raft);
+    r->readied = false;
+    if (r->conf_changed && !h->failed) {
+        r->conf_changed = false;
+        int rc = save_conf(h, r);
+        if (rc != 0) {
+            fatal(h, "saving a range's configuration failed", rc);
+        }
+    }
+    if (was_leader && r->role != RAFT_LEADER) {
+        props_fail(h, r);
+        for (uint32_t j = 0; j < r->reads_n;) {
+            answer_status(h, r->reads[j].c, PROTO_STATUS_NOT_LEADER,
+                          "leadership changed before the read was served", raft_leader(r->raft), 0);
+            read_drop(h, r, j);
+        }
+    }
+    reads_run(h, r);
+    if (raft_has_ready(r->raft)) {
+        mark_dirty(h, r);
+    }
+}
+
+/*
+ * The iteration's readies, in the order that keeps the fsync off the other paths:
+ *   1. stage every group's entries and hard state in the WAL;
+ *   2. apply what is committed (a committed entry is durable on a quorum already; the
+ *      B-tree that holds its effect becomes durable only at a checkpoint, which comes
+ *      after this iteration's log write, so the tree never runs ahead of the log) and
+ *      queue the clients' answers;
+ *   3. queue the leaders' appends and start every send (nio_flush): the sends and the
+ *      log write go to the kernel together when the shard waits for the disk;
+ *   4. wait for the one write + fdatasync of all groups;
+ *   5. send what promises the persist (votes, acknowledgements), then advance.
+ */
 static void process_readies(struct host *h)
 {
     h->readied_n = 0;
@@ -1018,70 +1089,25 @@ static void process_readies(struct host *h)
     if (h->readied_n == 0) {
         return;
     }
-    msgq_flush(h, 0); /* appends go out while the log is written */
+    for (uint32_t i = 0; i < h->readied_n; i++) {
+        apply_ready(h, h->readied[i]);
+    }
+    msgq_flush(h, 0);
+    nio_flush(h->nio);
     uint32_t after = h->msgq_n;
     int rc = h->failed ? 0 : sync_wal(h);
     if (rc != 0) {
         fatal(h, "writing the log failed", rc);
     }
-    for (uint32_t i = 0; i < h->readied_n; i++) {
+    for (uint32_t i = 0; i < h->readied_n && !h->failed; i++) {
         struct replica *r = h->readied[i];
-        if (!h->failed) {
-            msgq_add(h, r->rd.msgs_after_persist, r->rd.n_msgs_after_persist);
-        }
+        msgq_add(h, r->rd.msgs_after_persist, r->rd.n_msgs_after_persist);
     }
     if (!h->failed) {
         msgq_flush(h, after);
     }
     for (uint32_t i = 0; i < h->readied_n; i++) {
-        struct replica *r = h->readied[i];
-        const struct raft_ready *rd = &r->rd;
-        if (!h->failed && rd->n_committed > 0) {
-            for (size_t k = 0; k < rd->n_committed && !h->failed; k++) {
-                apply_entry(h, r, &rd->committed[k]);
-            }
-            const struct raft_entry *last = &rd->committed[rd->n_committed - 1];
-            r->st.applied_index = last->index;
-            r->st.applied_term = last->term;
-            int src = kv_range_state_save(&h->store, r->range, &r->st);
-            if (src != 0) {
-                fatal(h, "saving a range's applied index failed", src);
-            }
-        }
-        for (size_t k = 0; k < rd->n_reads; k++) {
-            for (uint32_t j = 0; j < r->reads_n; j++) {
-                if (r->reads[j].ctx == rd->reads[k].ctx) {
-                    r->reads[j].index = rd->reads[k].index;
-                    r->reads[j].has_index = true;
-                }
-            }
-        }
-        bool was_leader = r->role == RAFT_LEADER;
-        if (rd->soft_state_changed) {
-            r->role = rd->role;
-        }
-        raft_advance(r->raft);
-        r->readied = false;
-        if (r->conf_changed && !h->failed) {
-            r->conf_changed = false;
-            int crc = save_conf(h, r);
-            if (crc != 0) {
-                fatal(h, "saving a range's configuration failed", crc);
-            }
-        }
-        if (was_leader && r->role != RAFT_LEADER) {
-            props_fail(h, r);
-            for (uint32_t j = 0; j < r->reads_n;) {
-                answer_status(h, r->reads[j].c, PROTO_STATUS_NOT_LEADER,
-                              "leadership changed before the read was served", raft_leader(r->raft),
-                              0);
-                read_drop(h, r, j);
-            }
-        }
-        reads_run(h, r);
-        if (raft_has_ready(r->raft)) {
-            mark_dirty(h, r);
-        }
+        advance(h, h->readied[i]);
     }
     if (h->applied_since_ckpt >= TS_HOST_CHECKPOINT_ENTRIES && !h->failed) {
         checkpoint(h);
@@ -1744,7 +1770,7 @@ static void report_line(void *data, const char *line)
 
 static int open_storage(struct host *h, const char *dir)
 {
-    char path[HOST_PATH_BYTES];
+    char path[HOST_PATH_BYTES + 16];
     char err[256] = "";
     int rc = shard_disk_create(h->loop, NULL, &h->disk);
     if (rc != 0) {
