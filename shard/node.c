@@ -19,6 +19,7 @@
 
 #include "core/util/assert.h"
 #include "core/util/err.h"
+#include "core/util/limits.h"
 #include "shard/arena.h"
 
 #include <errno.h>
@@ -65,6 +66,7 @@ struct shard {
     bool inited;
     bool stopping;
     bool stop_done;
+    uint64_t stop_deadline_ns;     /* STOP's arrival + stop_ms: stop_cb is given up on */
     struct shard_timer stop_timer; /* armed while stop_cb says "not yet" */
     int signal_fd;                 /* shard 0 only; -1 elsewhere */
 };
@@ -74,6 +76,7 @@ struct shard_node {
     const struct ts_log *log;
     uint32_t n;
     bool pin;
+    uint64_t stop_ns;
     int (*init_cb)(struct shard *s, void *data);
     bool (*stop_cb)(struct shard *s, void *data);
     void (*msg_cb)(struct shard *s, const struct xring_msg *msg, void *data);
@@ -87,6 +90,7 @@ struct shard_node {
     _Atomic int setup_err;
     _Atomic int init_err;
     _Atomic int run_err;
+    _Atomic int stop_err; /* TS_ETIMEOUT once a shard gave up on its stop_cb */
     _Atomic uint32_t stop_requested;
     _Atomic uint32_t quiesced;
     sigset_t old_mask;
@@ -314,6 +318,13 @@ static void stop_step(struct shard *s)
     if (s->inited && n->stop_cb != NULL) {
         done = n->stop_cb(s, n->data);
     }
+    if (!done && shard_loop_now_ns(s->loop) >= s->stop_deadline_ns) {
+        NODE_LOG(n, ERROR,
+                 "shard %u: stop callback not done %llu ms after STOP: shutting down without it",
+                 s->id, (unsigned long long)(n->stop_ns / 1000000u));
+        err_record(&n->stop_err, TS_ETIMEOUT);
+        done = true;
+    }
     if (done) {
         quiesce(s);
         return;
@@ -333,6 +344,7 @@ static void begin_stop(struct shard *s)
         return;
     }
     s->stopping = true;
+    s->stop_deadline_ns = shard_loop_now_ns(s->loop) + s->node->stop_ns;
     stop_step(s);
     TS_DASSERT(s->stopping);
 }
@@ -591,15 +603,18 @@ static int node_alloc(const struct shard_node_config *cfg, uint32_t count, struc
         return -ENOMEM;
     }
     memset(n, 0, sizeof(*n));
-    *n = (struct shard_node){.alloc = a,
-                             .log = cfg->log,
-                             .n = count,
-                             .pin = cfg->pin,
-                             .init_cb = cfg->init_cb,
-                             .stop_cb = cfg->stop_cb,
-                             .msg_cb = cfg->msg_cb,
-                             .fini_cb = cfg->fini_cb,
-                             .data = cfg->data};
+    *n = (struct shard_node){
+        .alloc = a,
+        .log = cfg->log,
+        .n = count,
+        .pin = cfg->pin,
+        .stop_ns =
+            (uint64_t)(cfg->stop_ms != 0 ? cfg->stop_ms : TS_SHARD_NODE_STOP_MS_DEFAULT) * 1000000u,
+        .init_cb = cfg->init_cb,
+        .stop_cb = cfg->stop_cb,
+        .msg_cb = cfg->msg_cb,
+        .fini_cb = cfg->fini_cb,
+        .data = cfg->data};
     n->shards = ts_alloc(a, count * sizeof(struct shard));
     struct xring_mesh_config mc = {.shards = count, .slots = cfg->xring_slots, .alloc = a};
     int rc = n->shards == NULL ? -ENOMEM : xring_mesh_create(&mc, &n->mesh);
@@ -642,7 +657,7 @@ int shard_node_start(const struct shard_node_config *cfg, struct shard_node **ou
     TS_ASSERT(cfg != NULL);
     TS_ASSERT(out != NULL);
     uint32_t count = cfg->shards != 0 ? cfg->shards : shards_default();
-    if (count > TS_XRING_SHARDS_MAX) {
+    if (count > TS_XRING_SHARDS_MAX || cfg->stop_ms > TS_SHARD_NODE_STOP_MS_MAX) {
         return TS_EINVAL;
     }
     struct shard_node *n;
@@ -702,6 +717,7 @@ int shard_node_wait(struct shard_node *n)
     gate_fini(&n->g_left);
     signals_restore(n);
     int rc = atomic_load(&n->run_err);
+    rc = rc != 0 ? rc : atomic_load(&n->stop_err);
     node_free(n);
     return rc;
 }

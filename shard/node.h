@@ -20,8 +20,11 @@
  * Shutdown (shard_node_stop, from any thread, or a signal): every shard gets a STOP
  * message (IORING_OP_MSG_RING to its ring) and calls cfg->stop_cb, once per iteration,
  * until it returns true ("stop accepting, finish in-flight, flush, close"; a shard whose
- * init_cb did not succeed skips it). From then on the shard may not originate messages
- * (xring sends return TS_ESHUTDOWN) but its msg_cb still receives every message already
+ * init_cb did not succeed skips it) or cfg->stop_ms have passed since STOP reached it:
+ * then the shard logs (ERROR) that it did not finish, stops calling stop_cb and goes on
+ * as if it had returned true, and shard_node_wait reports TS_ETIMEOUT. fini_cb still
+ * runs: it must cope with work stop_cb left unfinished. From then on the shard may not originate
+ * messages (xring sends return TS_ESHUTDOWN) but its msg_cb still receives every message already
  * accepted for it. When the last shard is done, every shard drains its inbound rings one
  * final time, leaves its loop, waits for the others to leave theirs (so no wake-up ever
  * targets a closed ring), runs cfg->fini_cb, then destroys its loop. shard_node_wait
@@ -49,12 +52,13 @@ struct shard_node_config {
     uint32_t shards;          /* 0: online CPUs (at most TS_XRING_SHARDS_MAX) */
     bool pin;                 /* pin shard i to the i-th CPU the process may run on */
     uint32_t xring_slots;     /* slots per cross-shard ring; 0: TS_XRING_SLOTS_DEFAULT */
+    uint32_t stop_ms;         /* stop_cb deadline; 0: TS_SHARD_NODE_STOP_MS_DEFAULT */
     const struct ts_log *log; /* borrowed; NULL: no log lines */
     /* On shard s's thread after its loop exists and every shard is reachable. Returns 0 or
      * a negative code, which fails shard_node_start. May be NULL. */
     int (*init_cb)(struct shard *s, void *data);
-    /* On shard s's thread once per iteration after STOP, until it returns true. May be
-     * NULL (done at once). */
+    /* On shard s's thread once per iteration after STOP, until it returns true or
+     * stop_ms have passed. May be NULL (done at once). */
     bool (*stop_cb)(struct shard *s, void *data);
     /* On shard s's thread for each message that arrived for it; msg is a view valid for
      * the call only. May be NULL only if nobody sends. */
@@ -67,7 +71,8 @@ struct shard_node_config {
 };
 
 /* Starts the node (see above). Borrows cfg for the call only (cfg->log and cfg->data must
- * outlive the node). Returns 0, TS_EINVAL, -ENOMEM, -errno from thread creation, loop
+ * outlive the node). Returns 0, TS_EINVAL (too many shards, stop_ms above
+ * TS_SHARD_NODE_STOP_MS_MAX), -ENOMEM, -errno from thread creation, loop
  * setup, arena setup or signalfd, or the first init_cb error. */
 int shard_node_start(const struct shard_node_config *cfg, struct shard_node **out);
 
@@ -77,8 +82,8 @@ int shard_node_start(const struct shard_node_config *cfg, struct shard_node **ou
 int shard_node_stop(struct shard_node *n);
 
 /* Waits for every shard thread to finish, restores the caller's signal mask and frees the
- * node. On the thread that called shard_node_start. Returns 0, or the first error a shard
- * loop failed with. */
+ * node. On the thread that called shard_node_start. Returns 0, the first error a shard
+ * loop failed with, or else TS_ETIMEOUT when a stop_cb missed the stop_ms deadline. */
 int shard_node_wait(struct shard_node *n);
 
 uint32_t shard_node_shards(const struct shard_node *n);

@@ -248,6 +248,18 @@ _Static_assert(TS_RAFT_ENTRY_BYTES_MAX >= TS_KEY_BYTES_MAX + TS_VALUE_BYTES_MAX 
  * pass blocks until some CQE arrives, so this bounds a wait flooded by other traffic). */
 #define TS_SHARD_LOOP_WAIT_TAG_PASSES_MAX 65536u
 
+/* ---- shard/node.h ---- */
+
+/* How long a node waits, from STOP, for every shard's stop callback to say "done" before
+ * it gives up on the late ones (logging which) and tears down anyway: a stop callback that
+ * never finishes (a peer that never acknowledges, a bug) must not hold the process forever.
+ * 10 s leaves a loaded shard time to flush its log and answer what it accepted; a service
+ * manager's own stop timeout (systemd: 90 s) is longer. */
+#define TS_SHARD_NODE_STOP_MS_DEFAULT 10000u
+#define TS_SHARD_NODE_STOP_MS_MAX (3600u * 1000u)
+_Static_assert(TS_SHARD_NODE_STOP_MS_DEFAULT <= TS_SHARD_NODE_STOP_MS_MAX,
+               "the default stop deadline is allowed");
+
 /* ---- shard/host.h ---- */
 
 /* Ranges a cluster starts with (tesserad --ranges) and at most. */

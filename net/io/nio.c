@@ -36,8 +36,10 @@ struct io_uring_sqe *nio_sqe_get(struct nio *n)
     TS_DASSERT(n->ring != NULL);
     struct io_uring_sqe *sqe = io_uring_get_sqe(n->ring);
     if (sqe == NULL) {
+        n->stats.sqe_full++;
         (void)io_uring_submit(n->ring); /* a failure shows as NULL below */
         sqe = io_uring_get_sqe(n->ring);
+        n->stats.sqe_unavailable += sqe == NULL;
     }
     return sqe;
 }
@@ -172,6 +174,7 @@ int nio_create(struct io_uring *ring, uint8_t tag, const struct nio_config *cfg,
     }
     *n = (struct nio){.ring = ring, .alloc = alloc, .cfg = c, .cb = *cb, .tag = tag};
     n->out_hard_bytes = (uint64_t)c.out_bytes_max + c.frame_bytes_max;
+    n->park_bytes_max = (uint64_t)c.frame_bytes_max + c.recv_buf_bytes;
     n->owner_tid = gettid();
     n->free_head = n->flush_head = n->idle_head = n->idle_tail = n->peer_head = NIO_NIL;
     ts_rand_seed(&n->rand, c.seed);
@@ -409,11 +412,33 @@ void nio_flush(struct nio *n)
     }
 }
 
+/* net/io's clock reads 0 until the first tick: deadlines and activity stamped before it
+ * (a connect issued right after nio_create) count from that tick, not from the epoch of
+ * the owner's clock (which would time them out at once). */
+static void clock_start(struct nio *n, uint64_t now_ns)
+{
+    TS_ASSERT(n->now_ns == 0);
+    TS_ASSERT(now_ns > 0);
+    uint32_t steps = 0;
+    for (uint32_t i = n->peer_head; i != NIO_NIL; i = n->conns[i].peer_next) {
+        TS_ASSERT(steps++ < n->cfg.conns_max);
+        n->conns[i].deadline_ns += now_ns;
+    }
+    steps = 0;
+    for (uint32_t i = n->idle_head; i != NIO_NIL; i = n->conns[i].idle_next) {
+        TS_ASSERT(steps++ < n->cfg.conns_max);
+        n->conns[i].last_active_ns += now_ns;
+    }
+}
+
 void nio_tick(struct nio *n, uint64_t now_ns)
 {
     TS_ASSERT(n != NULL);
     TS_DASSERT(n->owner_tid == gettid());
     TS_ASSERT(n->in_callback == 0);
+    if (n->now_ns == 0 && now_ns > 0) {
+        clock_start(n, now_ns);
+    }
     n->now_ns = now_ns > n->now_ns ? now_ns : n->now_ns;
     if (n->cfg.idle_ns > 0) {
         for (uint32_t steps = 0; n->idle_head != NIO_NIL; steps++) {

@@ -12,7 +12,8 @@
  * (32 bits), never a pointer (R18). The owner's loop, once per iteration:
  *   1. passes every CQE whose user_data >> NIO_TAG_SHIFT == tag to nio_complete();
  *   2. calls nio_tick(now) with its monotonic clock (net/io reads no clock: the time
- *      it knows is the last tick's);
+ *      it knows is the last tick's; timeouts started before the first tick, such as a
+ *      connect made right after nio_create, count from that first tick);
  *   3. calls nio_flush() to start the sends queued by callbacks;
  *   4. sleeps at most until nio_next_deadline_ns() (0: no deadline of net/io's).
  * net/io takes SQEs with io_uring_get_sqe(), and when the queue is full it calls
@@ -45,8 +46,11 @@
  * drains below half of that: a client that does not read its answers cannot grow the
  * server's memory, and its requests stay in the kernel's socket buffers. No frame is
  * delivered while a connection is paused: bytes whose CQEs were already on their way
- * when the recv was cancelled stay in their provided buffers (parked, not given back to
- * the ring) until reading resumes, so parking is bounded by the buffer ring. nio_send()
+ * when the recv was cancelled are copied into the connection's own parking buffer (at
+ * most frame_bytes_max + recv_buf_bytes; counted in parked_bytes) and their provided
+ * buffers go back to the ring at once, so a paused connection cannot starve the others
+ * of receive buffers. Only past that copy limit (or without memory) is a provided buffer
+ * itself held until reading resumes (counted in park_bufs; bounded by the ring). nio_send()
  * returns TS_EFULL, queueing nothing, when the buffered output would exceed
  * out_bytes_max + frame_bytes_max (the hard limit: the answers to requests already read
  * when reading stopped still fit, one maximal frame on top of the soft limit).
@@ -75,7 +79,9 @@
  * exponential back-off: the n-th consecutive failure waits a uniformly random time in
  * [d/2, d] with d = min(reconnect_min_ns * 2^n, reconnect_max_ns), drawn from a
  * struct ts_rand seeded with cfg.seed (reproducible). cb.on_peer_up runs after each
- * successful connect and cb.on_peer_down when an up link goes down. Output queued when
+ * successful connect and cb.on_peer_down when an up link goes down; an attempt that fails
+ * or times out before the link is up runs no callback (it is counted in connect_failures
+ * and connect_timeouts and logged at debug level). Output queued when
  * a link drops is discarded, and nio_send() on a link that is not up returns
  * TS_EUNAVAIL: the caller (Raft) resends what matters.
  *
@@ -152,26 +158,32 @@ struct nio_callbacks {
 };
 
 struct nio_stats {
-    uint64_t accepted;        /* inbound connections taken into the table */
-    uint64_t accept_rejected; /* accepted sockets closed because the table was full */
-    uint64_t connects;        /* outbound connects that succeeded */
-    uint64_t connect_failures;
-    uint64_t closed;         /* connections torn down (inbound closes, outbound drops) */
-    uint64_t closed_proto;   /* by a malformed or oversized frame */
-    uint64_t closed_idle;    /* by the idle timeout */
-    uint64_t bytes_in;       /* received */
-    uint64_t bytes_out;      /* sent (as reported by completed sends) */
-    uint64_t frames_in;      /* delivered to on_frame */
-    uint64_t sends;          /* send operations started */
-    uint64_t recv_arms;      /* multishot recvs armed, first arms included */
-    uint64_t recv_rearms;    /* of which re-arms (a CQE without F_MORE) */
-    uint64_t enobufs;        /* recvs ended by -ENOBUFS (the buffer ring ran dry) */
-    uint64_t pauses;         /* reading stopped by back-pressure */
-    uint64_t resumes;        /* reading resumed after output drained */
-    uint64_t send_full;      /* nio_send refused with TS_EFULL */
-    uint64_t out_bytes_peak; /* largest buffered output of any connection */
-    uint32_t conns_open;     /* slots in use */
-    uint32_t ops_inflight;   /* operations the kernel holds */
+    uint64_t accepted;         /* inbound connections taken into the table */
+    uint64_t accept_rejected;  /* accepted sockets closed because the table was full */
+    uint64_t connects;         /* outbound connects that succeeded */
+    uint64_t connect_failures; /* attempts that failed, timed out included */
+    uint64_t connect_timeouts; /* attempts abandoned after cfg.connect_timeout_ns */
+    uint64_t closed;           /* connections torn down (inbound closes, outbound drops) */
+    uint64_t closed_proto;     /* by a malformed or oversized frame */
+    uint64_t closed_idle;      /* by the idle timeout */
+    uint64_t bytes_in;         /* received */
+    uint64_t bytes_out;        /* sent (as reported by completed sends) */
+    uint64_t frames_in;        /* delivered to on_frame */
+    uint64_t sends;            /* send operations started */
+    uint64_t recv_arms;        /* multishot recvs armed, first arms included */
+    uint64_t recv_rearms;      /* of which re-arms (a CQE without F_MORE) */
+    uint64_t enobufs;          /* recvs ended by -ENOBUFS (the buffer ring ran dry) */
+    uint64_t pauses;           /* reading stopped by back-pressure */
+    uint64_t resumes;          /* reading resumed after output drained */
+    uint64_t send_full;        /* nio_send refused with TS_EFULL */
+    uint64_t out_bytes_peak;   /* largest buffered output of any connection */
+    uint64_t sqe_full;         /* io_uring_get_sqe found the SQ full: submitted, retried */
+    uint64_t sqe_unavailable;  /* still no SQE after that submit: the operation was deferred */
+    uint64_t parked_bytes;     /* received while paused, copied aside (see Sending) */
+    uint64_t park_bufs;        /* provided buffers held because that copy was full */
+    uint32_t conns_open;       /* slots in use */
+    uint32_t ops_inflight;     /* operations the kernel holds */
+    uint32_t bufs_held;        /* provided buffers held by paused connections now */
 };
 
 /*

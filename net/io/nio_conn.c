@@ -95,6 +95,7 @@ struct nio_conn *nio_conn_alloc(struct nio *n)
                            .on_flush_list = keep.on_flush_list,
                            .flush_next = keep.flush_next,
                            .in = keep.in,
+                           .pk = keep.pk,
                            .fly = keep.fly,
                            .q = keep.q,
                            .next_free = NIO_NIL,
@@ -104,6 +105,7 @@ struct nio_conn *nio_conn_alloc(struct nio *n)
                            .park_head = NIO_NIL,
                            .park_tail = NIO_NIL};
     c->in.len = c->in.off = c->fly.len = c->fly.off = c->q.len = c->q.off = 0;
+    c->pk.len = c->pk.off = 0;
     n->stats.conns_open++;
     return c;
 }
@@ -154,6 +156,7 @@ void nio_conn_release(struct nio_conn *c)
         c->fd = -1;
     }
     buf_free(c->n, &c->in);
+    buf_free(c->n, &c->pk);
     buf_free(c->n, &c->fly);
     buf_free(c->n, &c->q);
 }
@@ -238,6 +241,7 @@ static void conn_free(struct nio_conn *c)
         peer_unlink(n, c);
     }
     buf_trim(n, &c->in);
+    buf_trim(n, &c->pk);
     buf_trim(n, &c->fly);
     buf_trim(n, &c->q);
     c->state = NIO_CONN_FREE;
@@ -349,6 +353,9 @@ void nio_conn_teardown(struct nio_conn *c, int reason, bool final)
              c->index, reason_text(reason));
     conn_cancel_all(c);
     c->q.len = 0; /* queued output is dropped; the send in flight keeps its buffer */
+    if (!c->delivering) {
+        park_release(c); /* undelivered input is dropped: the ring gets its buffers now */
+    }
     if (notify) {
         cb_close(c, reason);
     } else if (c->outbound && was_up && c->up && n->cb.on_peer_down != NULL) {
@@ -391,6 +398,7 @@ static void conn_maybe_finish(struct nio_conn *c)
         c->fd = -1;
     }
     c->in.len = c->fly.len = c->fly.off = c->q.len = 0;
+    c->pk.len = c->pk.off = 0;
     c->in_need = 0;
     c->paused = false;
     if (c->final || n->destroyed) {
@@ -401,6 +409,7 @@ static void conn_maybe_finish(struct nio_conn *c)
     c->state = NIO_CONN_BACKOFF;
     c->deadline_ns = n->now_ns + backoff_ns(n, c->failures);
     buf_trim(n, &c->in);
+    buf_trim(n, &c->pk);
     buf_trim(n, &c->fly);
     buf_trim(n, &c->q);
 }
@@ -552,7 +561,7 @@ static uint32_t conn_input(struct nio_conn *c, const uint8_t *p, uint32_t len)
     return used;
 }
 
-/* ---- Parked buffers: received while reading is paused ---------------------------- */
+/* ---- Parked input: received while reading is paused ------------------------------ */
 
 static uint8_t *buf_addr(struct nio *n, uint32_t bid)
 {
@@ -560,9 +569,14 @@ static uint8_t *buf_addr(struct nio *n, uint32_t bid)
     return n->bufs + (size_t)bid * n->cfg.recv_buf_bytes;
 }
 
-/* Keeps a provided buffer (not given back to the ring) until reading resumes. The
- * bytes a paused connection parks are bounded by the buffer ring: its recv is
- * cancelled, so only CQEs already on their way arrive. */
+static bool has_parked(const struct nio_conn *c)
+{
+    TS_DASSERT(c->pk.off <= c->pk.len);
+    return c->pk.off < c->pk.len || c->park_head != NIO_NIL;
+}
+
+/* Keeps a provided buffer (not given back to the ring) until reading resumes: only when
+ * the connection's copy of parked bytes is full (see park_input). */
 static void park(struct nio_conn *c, uint32_t bid, uint32_t len, uint32_t off)
 {
     struct nio *n = c->n;
@@ -577,6 +591,38 @@ static void park(struct nio_conn *c, uint32_t bid, uint32_t len, uint32_t off)
         n->park_next[c->park_tail] = bid;
     }
     c->park_tail = bid;
+    n->stats.park_bufs++;
+    n->stats.bufs_held++;
+}
+
+/* Sets aside bytes [off, len) of provided buffer bid, received while the connection is
+ * paused (CQEs already on their way when its recv was cancelled). They are copied into
+ * the connection's pk, at most park_bytes_max bytes, so that the buffer goes back to the
+ * ring at once and a paused connection cannot starve the others of receive buffers.
+ * Past that (or without memory) the buffer itself is held, which the ring bounds.
+ * Returns true when the buffer is held. */
+static bool park_input(struct nio_conn *c, uint32_t bid, uint32_t len, uint32_t off)
+{
+    struct nio *n = c->n;
+    struct nio_buf *pk = &c->pk;
+    TS_ASSERT(off < len);
+    uint32_t add = len - off;
+    if (c->park_head == NIO_NIL && (uint64_t)pk->len - pk->off + add <= n->park_bytes_max) {
+        if (pk->off > 0) {
+            memmove(pk->p, pk->p + pk->off, pk->len - pk->off);
+            pk->len -= pk->off;
+            pk->off = 0;
+        }
+        if (buf_reserve(n, pk, (uint64_t)pk->len + add, n->park_bytes_max) == 0) {
+            memcpy(pk->p + pk->len, buf_addr(n, bid) + off, add);
+            pk->len += add;
+            n->stats.parked_bytes += add;
+            TS_DASSERT(pk->len <= n->park_bytes_max);
+            return false;
+        }
+    }
+    park(c, bid, len, off);
+    return true;
 }
 
 static void park_pop(struct nio_conn *c)
@@ -589,6 +635,8 @@ static void park_pop(struct nio_conn *c)
         c->park_tail = NIO_NIL;
     }
     c->park_off = 0;
+    TS_ASSERT(n->stats.bufs_held > 0);
+    n->stats.bufs_held--;
     nio_buf_give_back(n, (uint16_t)bid);
 }
 
@@ -598,13 +646,41 @@ static void park_release(struct nio_conn *c)
         TS_ASSERT(steps < c->n->cfg.recv_bufs);
         park_pop(c);
     }
+    c->pk.len = c->pk.off = 0;
     TS_DASSERT(c->park_tail == NIO_NIL);
 }
 
-/* Delivers parked bytes until they run out, the connection closes or pauses again. */
+/* on_frame closed the connection while parked input was delivered (teardown leaves
+ * parked input alone during a delivery): nothing reads it any more, so the ring gets its
+ * buffers back now rather than when the slot drains. */
+static void unpark_closed(struct nio_conn *c)
+{
+    TS_ASSERT(c->state != NIO_CONN_OPEN);
+    TS_ASSERT(!c->delivering);
+    if (c->state == NIO_CONN_DRAINING) {
+        park_release(c);
+    }
+}
+
+/* Delivers parked bytes (the copy first, then held buffers) until they run out, the
+ * connection closes or pauses again. */
 static void unpark(struct nio_conn *c)
 {
     struct nio *n = c->n;
+    struct nio_buf *pk = &c->pk;
+    if (pk->off < pk->len && c->state == NIO_CONN_OPEN && !c->paused) {
+        uint32_t used = conn_input(c, pk->p + pk->off, pk->len - pk->off);
+        if (c->state != NIO_CONN_OPEN) {
+            unpark_closed(c);
+            return;
+        }
+        pk->off += used;
+        if (pk->off < pk->len) {
+            return; /* paused again */
+        }
+        pk->len = pk->off = 0;
+        buf_trim(n, pk);
+    }
     for (uint32_t steps = 0; c->park_head != NIO_NIL; steps++) {
         TS_ASSERT(steps < n->cfg.recv_bufs);
         if (c->state != NIO_CONN_OPEN || c->paused) {
@@ -614,7 +690,8 @@ static void unpark(struct nio_conn *c)
         uint32_t len = n->park_len[bid] - c->park_off;
         uint32_t used = conn_input(c, buf_addr(n, bid) + c->park_off, len);
         if (c->state != NIO_CONN_OPEN) {
-            return; /* the slot's teardown gives the buffers back */
+            unpark_closed(c);
+            return;
         }
         if (used < len) {
             c->park_off += used;
@@ -640,12 +717,11 @@ static void on_recv(struct nio *n, struct nio_conn *c, const struct io_uring_cqe
             n->stats.bytes_in += (uint64_t)res;
             conn_touch(n, c);
             uint32_t used = 0;
-            if (!c->paused && c->park_head == NIO_NIL) {
+            if (!c->paused && !has_parked(c)) {
                 used = conn_input(c, buf_addr(n, bid), (uint32_t)res);
             }
             if (c->state == NIO_CONN_OPEN && used < (uint32_t)res) {
-                park(c, bid, (uint32_t)res, used);
-                keep = true;
+                keep = park_input(c, bid, (uint32_t)res, used);
             }
         }
         if (!keep) {
@@ -908,6 +984,7 @@ void nio_conn_tick_peer(struct nio_conn *c)
     if (c->state == NIO_CONN_BACKOFF && c->deadline_ns <= n->now_ns && !n->destroyed) {
         nio_conn_connect(c);
     } else if (c->state == NIO_CONN_CONNECTING && c->deadline_ns <= n->now_ns) {
+        n->stats.connect_timeouts++;
         nio_conn_teardown(c, TS_ETIMEOUT, false);
     }
 }

@@ -93,12 +93,13 @@ struct nio_conn {
     uint32_t idle_next;
     uint32_t peer_next; /* outbound list */
     uint32_t in_need;   /* size of the frame being reassembled (0: header pending) */
-    uint32_t park_head; /* provided buffers received while paused, oldest first */
+    uint32_t park_head; /* provided buffers held while paused, oldest first (after pk) */
     uint32_t park_tail;
     uint32_t park_off; /* bytes of the head buffer already consumed */
     uint64_t last_active_ns;
     uint64_t deadline_ns;         /* CONNECTING: timeout; BACKOFF: next attempt */
     struct nio_buf in;            /* reassembly of a frame split over reads */
+    struct nio_buf pk;            /* received while paused: [off, len) undelivered */
     struct nio_buf fly;           /* the send in flight: [off, len) not yet sent */
     struct nio_buf q;             /* queued since that send started */
     struct sockaddr_storage addr; /* outbound: the peer's address */
@@ -125,6 +126,7 @@ struct nio {
     bool listeners_want_arm;
     uint32_t in_callback;
     uint64_t out_hard_bytes; /* out_bytes_max + frame_bytes_max */
+    uint64_t park_bytes_max; /* a connection's pk: frame_bytes_max + recv_buf_bytes */
     pid_t owner_tid;         /* the ring's thread: the only caller (SINGLE_ISSUER) */
     uint64_t now_ns;
     struct ts_rand rand;

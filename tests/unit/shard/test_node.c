@@ -1,11 +1,13 @@
 /*
  * shard/node.c: start, every pair of shards exchanging messages, shutdown by
  * shard_node_stop, by SIGTERM (raised on shard 0, or sent to the process) and under load,
- * a failing init, the per-shard allocator.
+ * a failing init, a stop callback that never finishes (the stop deadline), the per-shard
+ * allocator.
  */
 #include "shard/node.h"
 
 #include "core/util/err.h"
+#include "core/util/limits.h"
 
 #include <criterion/criterion.h>
 
@@ -14,6 +16,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -407,4 +410,68 @@ Test(shard_node, stop_under_load_loses_nothing_accepted, .timeout = 60)
     cr_assert_eq(atomic_load(&ld.bad), 0);
     cr_assert_gt(total, 1000, "the producers were busy: %llu", (unsigned long long)total);
     cr_log_info("stop under load: %llu messages", (unsigned long long)total);
+}
+
+/* ---- A stop callback that never finishes ------------------------------------------------ */
+
+static bool stuck_on_1_stop(struct shard *s, void *data)
+{
+    struct counts *c = data;
+    uint32_t id = shard_get_id(s);
+    atomic_fetch_add(&c->stop_calls[id], 1);
+    if (id == 1) {
+        return false; /* never done: only the deadline ends it */
+    }
+    atomic_fetch_add(&c->stops[id], 1);
+    return true;
+}
+
+Test(shard_node, stuck_stop_callback_is_abandoned_at_the_deadline)
+{
+    static struct counts c;
+    counts_init(&c, 3);
+    FILE *tmp = tmpfile();
+    cr_assert_not_null(tmp);
+    struct ts_log log;
+    ts_log_init(&log, fileno(tmp), TS_LOG_LEVEL_ERROR);
+    struct shard_node_config cfg = counting_config(&c, 3);
+    cfg.stop_cb = stuck_on_1_stop;
+    cfg.stop_ms = 100;
+    cfg.log = &log;
+    struct shard_node *n;
+    cr_assert_eq(shard_node_start(&cfg, &n), 0);
+    sleep_ms(20);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(shard_node_stop(n), 0);
+    cr_assert_eq(shard_node_wait(n), TS_ETIMEOUT, "the caller learns the stop was forced");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    cr_assert_geq(ms, 100, "shard 1 had its 100 ms: %ld", ms);
+    cr_assert_lt(ms, 5000, "and not much more: %ld", ms);
+    cr_assert_gt(atomic_load(&c.stop_calls[1]), 1, "shard 1 was asked again and again");
+    cr_assert_eq(atomic_load(&c.stops[1]), 0);
+    for (uint32_t i = 0; i < 3; i++) {
+        cr_assert_eq(atomic_load(&c.finis[i]), 1, "fini ran on shard %u", i);
+        if (i != 1) {
+            cr_assert_eq(atomic_load(&c.stop_calls[i]), 1);
+        }
+    }
+    check_pairs(&c);
+    char text[4096] = {0};
+    cr_assert_eq(fseek(tmp, 0, SEEK_SET), 0);
+    cr_assert_gt(fread(text, 1, sizeof(text) - 1, tmp), 0);
+    cr_assert_not_null(strstr(text, "shard 1: stop callback not done 100 ms after STOP"), "log: %s",
+                       text);
+    cr_assert_null(strstr(text, "shard 0: stop"), "log: %s", text);
+    cr_assert_null(strstr(text, "shard 2: stop"), "log: %s", text);
+    fclose(tmp);
+}
+
+Test(shard_node, rejects_a_stop_deadline_above_the_limit)
+{
+    struct shard_node_config cfg = {.shards = 1, .stop_ms = TS_SHARD_NODE_STOP_MS_MAX + 1};
+    struct shard_node *n = NULL;
+    cr_assert_eq(shard_node_start(&cfg, &n), TS_EINVAL);
+    cr_assert_null(n);
 }

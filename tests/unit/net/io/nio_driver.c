@@ -6,6 +6,8 @@
 
 #include <criterion/criterion.h>
 
+#include <dlfcn.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,15 +20,35 @@
 
 #define DRV_CQE_BATCH 256u
 
-void drv_init(struct drv *d)
+bool drv_submit_fails;
+
+int io_uring_submit(struct io_uring *ring)
+{
+    if (drv_submit_fails) {
+        return -EBUSY;
+    }
+    int (*real)(struct io_uring *);
+    *(void **)&real = dlsym(RTLD_NEXT, "io_uring_submit");
+    cr_assert_not_null(real, "liburing's io_uring_submit");
+    return real(ring);
+}
+
+void drv_init_sq(struct drv *d, uint32_t sq_entries, uint32_t flags)
 {
     memset(d, 0, sizeof(*d));
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.flags |= flags;
     p.cq_entries = 8192;
-    int rc = io_uring_queue_init_params(512, &d->ring, &p);
+    int rc = io_uring_queue_init_params(sq_entries, &d->ring, &p);
     cr_assert_eq(rc, 0, "io_uring_queue_init_params: %s", strerror(-rc));
+    cr_assert_eq(d->ring.sq.ring_entries, sq_entries, "the kernel kept the SQ size");
+}
+
+void drv_init(struct drv *d)
+{
+    drv_init_sq(d, 512, 0);
 }
 
 void drv_fini(struct drv *d)
@@ -46,7 +68,7 @@ uint64_t drv_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void dispatch(struct drv *d)
+void drv_dispatch(struct drv *d)
 {
     for (uint32_t i = 0; i < DRV_CQE_BATCH; i++) {
         struct io_uring_cqe *cqe;
@@ -60,9 +82,8 @@ static void dispatch(struct drv *d)
     }
 }
 
-void drv_step(struct drv *d, int timeout_ms)
+static void step(struct drv *d, uint64_t now, int timeout_ms, bool by_deadline)
 {
-    uint64_t now = drv_now_ns();
     uint64_t wait_ns = (uint64_t)timeout_ms * 1000000ull;
     for (uint8_t t = 0; t < DRV_NIOS_MAX; t++) {
         if (d->nios[t] == NULL) {
@@ -71,7 +92,7 @@ void drv_step(struct drv *d, int timeout_ms)
         nio_tick(d->nios[t], now);
         nio_flush(d->nios[t]);
         uint64_t dl = nio_next_deadline_ns(d->nios[t]);
-        if (dl != 0) {
+        if (dl != 0 && by_deadline) {
             uint64_t left = dl > now ? dl - now : 0;
             wait_ns = left < wait_ns ? left : wait_ns;
         }
@@ -83,7 +104,42 @@ void drv_step(struct drv *d, int timeout_ms)
     cr_assert(rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY,
               "submit_and_wait: %s", strerror(-rc));
     (void)io_uring_get_events(&d->ring);
-    dispatch(d);
+    drv_dispatch(d);
+}
+
+void drv_wait(struct drv *d, int timeout_ms)
+{
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    struct io_uring_cqe *cqe = NULL;
+    int rc = io_uring_submit_and_wait_timeout(&d->ring, &cqe, 1, &ts, NULL);
+    cr_assert(rc >= 0 || rc == -ETIME || rc == -EINTR, "submit_and_wait: %s", strerror(-rc));
+    (void)io_uring_get_events(&d->ring);
+    drv_dispatch(d);
+}
+
+void drv_fill_sq(struct drv *d)
+{
+    for (uint32_t i = 0; i < d->ring.sq.ring_entries; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+        if (sqe == NULL) {
+            return;
+        }
+        io_uring_prep_nop(sqe);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(sqe, 0);
+    }
+    cr_assert_null(io_uring_get_sqe(&d->ring), "the SQ is full");
+}
+
+void drv_step(struct drv *d, int timeout_ms)
+{
+    step(d, drv_now_ns(), timeout_ms, true);
+}
+
+void drv_step_at(struct drv *d, uint64_t now_ns, int timeout_ms)
+{
+    step(d, now_ns, timeout_ms, false);
 }
 
 void drv_destroy_nio(struct drv *d, uint8_t tag)

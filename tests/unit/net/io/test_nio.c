@@ -14,12 +14,16 @@
 
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SRV_TAG 1
@@ -34,6 +38,9 @@ struct echo {
     uint32_t closes;
     int reasons[REASONS_MAX];
     uint64_t send_full;
+    uint64_t send_nomem;
+    uint32_t close_after; /* nio_close the connection at its n-th frame (0: never) */
+    uint32_t frames_seen;
     bool echo_off; /* swallow frames instead of echoing */
     struct nio_conn *last_open;
     /* Outbound side (PEER_TAG). */
@@ -57,12 +64,20 @@ static void on_frame(struct nio_conn *c, const uint8_t *frame, uint32_t len, voi
     struct echo *e = data;
     cr_assert(len >= 24 && len % 8 == 0);
     cr_assert_eq(len, ts_load_le32(frame) + 4);
+    if (e->close_after != 0 && ++e->frames_seen == e->close_after) {
+        nio_close(c);
+        return;
+    }
     if (e->echo_off) {
         return;
     }
     int rc = nio_send(c, frame, len);
     if (rc == TS_EFULL) {
         e->send_full++;
+        return;
+    }
+    if (rc == TS_ENOMEM) {
+        e->send_nomem++;
         return;
     }
     cr_assert_eq(rc, 0, "nio_send: %s", ts_strerror(rc));
@@ -79,6 +94,7 @@ static void on_close(struct nio_conn *c, int reason, void *data)
         e->last_open = NULL;
     }
     cr_assert_eq(nio_send(c, "x", 1), TS_ESHUTDOWN);
+    nio_close(c); /* the handle is valid during the call: closing again is a no-op */
 }
 
 static const struct nio_callbacks echo_cb = {
@@ -489,8 +505,137 @@ Test(nio_peer, reconnects_after_listener_restart, .init = setup, .fini = teardow
     }
     cr_assert_eq(E.ups, 2);
     peer_exchange(c, 1);
+    nio_stats(p, &ps);
+    cr_assert_eq(ps.connect_timeouts, 0, "the connect made before the first tick did not time out");
     nio_close(c);
     cr_assert_eq(E.peer_closes, 1);
+}
+
+/* The outbound side: a nio with the peer callbacks under PEER_TAG. */
+static struct nio *peer_start(const struct nio_config *pc)
+{
+    struct nio *p;
+    cr_assert_eq(nio_create(&E.d.ring, PEER_TAG, pc, &peer_cb, ts_allocator_default(), &p), 0);
+    E.d.nios[PEER_TAG] = p;
+    return p;
+}
+
+static struct nio_conn *peer_connect(struct nio *p, uint16_t port)
+{
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)port);
+    struct nio_conn *c;
+    cr_assert_eq(nio_connect(p, addr, &c), 0);
+    return c;
+}
+
+/* Checks that what was logged into tmp contains needle. */
+static void log_expect(FILE *tmp, const char *needle)
+{
+    char text[16384] = {0};
+    cr_assert_eq(fseek(tmp, 0, SEEK_SET), 0);
+    cr_assert_gt(fread(text, 1, sizeof(text) - 1, tmp), 0);
+    cr_assert_not_null(strstr(text, needle), "log: %s", text);
+}
+
+/* A listener whose accept queue is full: listen(fd, 0) admits one connection, which is
+ * never accepted, and the kernel then drops further SYNs (net.ipv4.tcp_abort_on_overflow
+ * is 0 by default), so a connect to it hangs instead of failing. */
+static int blackhole_listener(uint16_t *port, int *filler)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, len), 0);
+    cr_assert_eq(listen(fd, 0), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    *filler = cli_connect(*port);
+    struct pollfd pfd = {.fd = *filler, .events = POLLOUT};
+    cr_assert_eq(poll(&pfd, 1, 2000), 1, "the filler connection completes");
+    return fd;
+}
+
+/* Steps at the test clock `at` until cond holds (bounded), the real wait 2 ms a step. */
+#define STEP_AT_UNTIL(at, cond)                                                                    \
+    do {                                                                                           \
+        for (int i_ = 0; i_ < 500 && !(cond); i_++) {                                              \
+            drv_step_at(&E.d, (at), 2);                                                            \
+        }                                                                                          \
+        cr_assert(cond, "never: %s", #cond);                                                       \
+    } while (0)
+
+Test(nio_peer, connect_timeout_then_jittered_backoff_retries, .init = setup_ring_only,
+     .fini = teardown)
+{
+    const uint64_t ms = 1000ull * 1000;
+    const uint64_t timeout = 50 * ms, min = 10 * ms, max = 40 * ms;
+    uint16_t port;
+    int filler;
+    int lfd = blackhole_listener(&port, &filler);
+    FILE *tmp = tmpfile();
+    cr_assert_not_null(tmp);
+    struct ts_log log;
+    ts_log_init(&log, fileno(tmp), TS_LOG_LEVEL_DEBUG);
+    struct nio_config pc = {.connect_timeout_ns = timeout,
+                            .reconnect_min_ns = min,
+                            .reconnect_max_ns = max,
+                            .seed = 7,
+                            .log = &log};
+    struct nio *p = peer_start(&pc);
+    struct nio_conn *c = peer_connect(p, port);
+
+    /* Test time starts at t; the kernel's connect is real and hangs. */
+    uint64_t t = drv_now_ns();
+    for (int i = 0; i < 20; i++) {
+        drv_step_at(&E.d, t, 2);
+    }
+    struct nio_stats s;
+    nio_stats(p, &s);
+    cr_assert_eq(s.connects + s.connect_failures, 0, "the connect hangs");
+    cr_assert_eq(nio_next_deadline_ns(p), t + timeout, "timeout counted from the first tick");
+
+    uint64_t waits[4];
+    for (uint32_t k = 1; k <= 4; k++) {
+        t = nio_next_deadline_ns(p); /* the connect's timeout */
+        STEP_AT_UNTIL(t, (nio_stats(p, &s), s.connect_failures == k));
+        cr_assert_eq(s.connect_timeouts, k);
+        /* The slot drains (the cancelled connect's CQE), then backs off. */
+        STEP_AT_UNTIL(t, nio_next_deadline_ns(p) != 0 && nio_next_deadline_ns(p) < t + timeout);
+        uint64_t d = min << (k - 1);
+        d = d > max ? max : d;
+        waits[k - 1] = nio_next_deadline_ns(p) - t;
+        cr_assert(waits[k - 1] >= d / 2 && waits[k - 1] <= d, "attempt %u waits %llu ns, d %llu", k,
+                  (unsigned long long)waits[k - 1], (unsigned long long)d);
+        cr_assert_eq(nio_send(c, "12345678", 8), TS_EUNAVAIL);
+        /* At the back-off deadline it connects again, with a new timeout. */
+        t = nio_next_deadline_ns(p);
+        drv_step_at(&E.d, t, 2);
+        cr_assert_eq(nio_next_deadline_ns(p), t + timeout, "attempt %u retried", k + 1);
+    }
+    cr_assert_neq(waits[2], waits[3], "same d, different draws: the back-off is jittered");
+    cr_assert_eq(E.ups + E.downs, 0, "a link that never came up is not reported up or down");
+
+    /* Room in the accept queue: the next attempt (after one more timeout) connects. */
+    int srv_side = accept(lfd, NULL, NULL);
+    cr_assert_geq(srv_side, 0);
+    for (int i = 0; i < 2000 && E.ups == 0; i++) {
+        t += ms;
+        drv_step_at(&E.d, t, 1);
+    }
+    cr_assert_eq(E.ups, 1);
+    nio_stats(p, &s);
+    cr_assert_eq(s.connects, 1);
+    cr_assert_geq(s.connect_timeouts, 4);
+
+    log_expect(tmp, ts_strerror(TS_ETIMEOUT)); /* each failed attempt is logged */
+    drv_destroy_nio(&E.d, PEER_TAG);
+    fclose(tmp);
+    close(srv_side);
+    close(filler);
+    close(lfd);
 }
 
 /* ---- Destruction ----------------------------------------------------------------- */
@@ -733,4 +878,696 @@ Test(nio_echo_log, bad_frame_reason_is_logged, .init = setup_ring_only, .fini = 
     cr_assert_not_null(strstr(text, "malformed length"), "log: %s", text);
     drv_destroy_nio(&E.d, SRV_TAG); /* before the log it borrows goes away */
     fclose(tmp);
+}
+
+/* ---- A full submission queue ----------------------------------------------------- */
+
+/* A two-entry SQ and many connections sending at once: nearly every SQE net/io takes
+ * finds the queue full, so it submits and takes one again (nio_sqe_get). Nothing may be
+ * lost or reordered. */
+Test(nio_sqe, tiny_sq_loses_nothing, .fini = teardown)
+{
+    memset(&E, 0, sizeof(E));
+    drv_init_sq(&E.d, 2, 0);
+    srv_start(&(struct nio_config){.recv_bufs = 16, .recv_buf_bytes = 512});
+    enum { CONNS = 32, FRAMES = 40, BYTES_MAX = FRAMES * 256 };
+    static int fds[CONNS];
+    static uint8_t out[CONNS][BYTES_MAX];
+    static uint8_t back[CONNS][BYTES_MAX];
+    static size_t len[CONNS], have[CONNS], sent[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = cli_connect(E.port);
+        for (uint32_t k = 0; k < FRAMES; k++) {
+            uint32_t size = 24 + 8 * ((uint32_t)(i + k) % 29);
+            frame_fill(out[i] + len[i], size, (uint32_t)(i * FRAMES) + k);
+            len[i] += size;
+        }
+    }
+    /* Every client writes everything before the server runs again, then all read. */
+    size_t done = 0;
+    for (int spins = 0; done < CONNS; spins++) {
+        cr_assert_lt(spins, 200000);
+        for (int i = 0; i < CONNS; i++) {
+            if (sent[i] < len[i]) {
+                ssize_t w = send(fds[i], out[i] + sent[i], len[i] - sent[i], MSG_NOSIGNAL);
+                sent[i] += w > 0 ? (size_t)w : 0;
+            }
+        }
+        drv_step(&E.d, 1);
+        for (int i = 0; i < CONNS; i++) {
+            if (have[i] == len[i]) {
+                continue;
+            }
+            ssize_t r = recv(fds[i], back[i] + have[i], len[i] - have[i], 0);
+            if (r > 0) {
+                have[i] += (size_t)r;
+                done += have[i] == len[i];
+            }
+        }
+    }
+    for (int i = 0; i < CONNS; i++) {
+        cr_assert(memcmp(out[i], back[i], len[i]) == 0, "connection %d in order", i);
+        close(fds[i]);
+    }
+    struct nio_stats s = srv_stats();
+    cr_assert_eq(s.frames_in, CONNS * FRAMES);
+    cr_assert_gt(s.sqe_full, CONNS, "the SQ was full again and again: %llu",
+                 (unsigned long long)s.sqe_full);
+    cr_assert_eq(s.sqe_unavailable, 0, "a submit always made room");
+}
+
+/* A ring that refuses every submission (created disabled, its two SQ entries taken):
+ * net/io finds no SQE even after submitting. The listener's accept is armed later, the
+ * connect goes straight to back-off; both recover once the ring works. */
+Test(nio_sqe, no_sqe_at_all_defers_accept_and_connect, .fini = teardown)
+{
+    memset(&E, 0, sizeof(E));
+    drv_init_sq(&E.d, 2, IORING_SETUP_R_DISABLED);
+    struct nio *srvn;
+    cr_assert_eq(nio_create(&E.d.ring, SRV_TAG, &(struct nio_config){0}, &echo_cb,
+                            ts_allocator_default(), &srvn),
+                 0);
+    E.d.nios[SRV_TAG] = srvn;
+    struct nio *p;
+    struct nio_config pc = {.reconnect_min_ns = 1000 * 1000, .reconnect_max_ns = 2000 * 1000};
+    cr_assert_eq(nio_create(&E.d.ring, PEER_TAG, &pc, &peer_cb, ts_allocator_default(), &p), 0);
+    E.d.nios[PEER_TAG] = p;
+    for (int i = 0; i < 2; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&E.d.ring);
+        cr_assert_not_null(sqe);
+        io_uring_prep_nop(sqe);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    }
+    cr_assert_eq(nio_listen(srvn, "127.0.0.1:0", &E.listener), 0);
+    cr_assert_eq(nio_listen_port(srvn, E.listener, &E.port), 0);
+    uint32_t spare;
+    cr_assert_eq(nio_listen(srvn, "127.0.0.1:0", &spare), 0);
+    cr_assert_eq(nio_unlisten(srvn, spare), 0, "a listener never armed closes at once");
+    cr_assert_eq(srv_stats().sqe_unavailable, 2);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)E.port);
+    struct nio_conn *c;
+    cr_assert_eq(nio_connect(p, addr, &c), 0);
+    struct nio_stats ps;
+    nio_stats(p, &ps);
+    cr_assert_eq(ps.sqe_unavailable, 1);
+    cr_assert_eq(ps.connect_failures, 1, "no SQE for the connect: straight to back-off");
+    cr_assert_neq(nio_next_deadline_ns(p), 0);
+
+    /* io_uring_enable_rings is newer than liburing 2.3: the system call itself. */
+    cr_assert_eq(
+        syscall(__NR_io_uring_register, E.d.ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0),
+        0);
+    for (int i = 0; i < 5000 && (E.ups == 0 || E.opens == 0); i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(E.ups, 1);
+    cr_assert_eq(E.opens, 1);
+    peer_exchange(c, 0);
+    nio_close(c);
+}
+
+/* ---- A paused connection and the receive buffers --------------------------------- */
+
+#define SLOW_FRAME 512u
+#define SLOW_CYCLE 64u /* frame k carries the pattern of seed k % SLOW_CYCLE */
+
+static uint8_t slow_cycle[SLOW_CYCLE * SLOW_FRAME];
+
+/* A slow reader writes requests in large bursts and reads no answers, until neither side
+ * moves: its output fills, reading stops, and the CQEs already on their way each time it
+ * stops carry bytes nobody may deliver yet. Returns the client socket and the bytes it
+ * wrote (the last frame may be partial). */
+static int slow_reader(uint64_t *written)
+{
+    for (uint32_t k = 0; k < SLOW_CYCLE; k++) {
+        frame_fill(slow_cycle + k * SLOW_FRAME, SLOW_FRAME, k);
+    }
+    int slow = cli_connect(E.port);
+    uint64_t sent = 0;
+    int stuck = 0;
+    for (int i = 0; i < 100000 && stuck < 200; i++) {
+        size_t at = (size_t)(sent % sizeof(slow_cycle));
+        ssize_t w = send(slow, slow_cycle + at, sizeof(slow_cycle) - at, MSG_NOSIGNAL);
+        if (w > 0) {
+            sent += (uint64_t)w;
+            stuck = 0;
+        } else {
+            stuck++;
+        }
+        drv_step(&E.d, 0);
+    }
+    cr_assert_not_null(E.last_open);
+    cr_assert(nio_conn_paused(E.last_open), "the slow reader is paused");
+    *written = sent;
+    return slow;
+}
+
+/* Finishes the last frame, reads every answer back (the server resumes) and checks the
+ * order. */
+static void slow_reader_drains(int slow, uint64_t written)
+{
+    uint64_t frames = (written + SLOW_FRAME - 1) / SLOW_FRAME;
+    uint8_t back[SLOW_FRAME], want[SLOW_FRAME];
+    size_t got = 0;
+    uint64_t k = 0;
+    for (int spins = 0; k < frames; spins++) {
+        cr_assert_lt(spins, 1000000, "frame %llu of %llu never came", (unsigned long long)k,
+                     (unsigned long long)frames);
+        if (written % SLOW_FRAME != 0) {
+            size_t at = (size_t)(written % sizeof(slow_cycle));
+            size_t rest = SLOW_FRAME - (size_t)(written % SLOW_FRAME);
+            ssize_t w = send(slow, slow_cycle + at, rest, MSG_NOSIGNAL);
+            written += w > 0 ? (uint64_t)w : 0;
+        }
+        ssize_t r = recv(slow, back + got, sizeof(back) - got, 0);
+        if (r <= 0) {
+            drv_step(&E.d, 1);
+            continue;
+        }
+        got += (size_t)r;
+        if (got == sizeof(back)) {
+            frame_fill(want, SLOW_FRAME, (uint32_t)(k % SLOW_CYCLE));
+            cr_assert(memcmp(back, want, sizeof(back)) == 0, "frame %llu in order",
+                      (unsigned long long)k);
+            k++;
+            got = 0;
+        }
+    }
+}
+
+Test(nio_pressure, paused_reader_does_not_starve_the_others, .init = setup_ring_only,
+     .fini = teardown)
+{
+    /* Eight 1 KiB receive buffers for every connection of the shard. */
+    srv_start(&(struct nio_config){.recv_bufs = 8,
+                                   .recv_buf_bytes = 1024,
+                                   .out_bytes_max = 4096,
+                                   .frame_bytes_max = 16 * 1024});
+    uint64_t written;
+    int slow = slow_reader(&written);
+    struct nio_stats s = srv_stats();
+    cr_assert_gt(s.parked_bytes, 0, "bytes arrived while paused");
+    cr_assert_eq(s.park_bufs, 0, "none of the ring's buffers is held");
+    /* Other connections of the same nio keep flowing, with all eight buffers. */
+    enum { OTHERS = 4, ROUNDS = 50 };
+    int fds[OTHERS];
+    for (int i = 0; i < OTHERS; i++) {
+        fds[i] = cli_connect(E.port);
+    }
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < OTHERS; i++) {
+            uint8_t f[256];
+            frame_fill(f, sizeof(f), (uint32_t)(r * OTHERS + i));
+            round_trip(fds[i], f, sizeof(f));
+        }
+    }
+    slow_reader_drains(slow, written);
+    cr_assert_geq(srv_stats().resumes, 1);
+    for (int i = 0; i < OTHERS; i++) {
+        close(fds[i]);
+    }
+    close(slow);
+}
+
+/* Past the copy limit (a small frame_bytes_max) the provided buffers themselves are
+ * held; nothing is lost or reordered either way. */
+Test(nio_pressure, paused_reader_past_the_copy_limit_holds_buffers, .init = setup_ring_only,
+     .fini = teardown)
+{
+    srv_start(&(struct nio_config){
+        .recv_bufs = 16, .recv_buf_bytes = 1024, .out_bytes_max = 2048, .frame_bytes_max = 1024});
+    uint64_t written;
+    int slow = slow_reader(&written);
+    struct nio_stats s = srv_stats();
+    cr_assert_gt(s.parked_bytes, 0);
+    cr_assert_gt(s.park_bufs, 0, "the copy limit (2 KiB) was reached");
+    slow_reader_drains(slow, written);
+    close(slow);
+}
+
+/* ---- Error branches -------------------------------------------------------------- */
+
+/* The process is out of descriptors: the multishot accept ends with -EMFILE, which is
+ * logged and re-armed in the next iteration (not in a loop); once descriptors are free
+ * again the waiting client is served. */
+Test(nio_errors, accept_without_descriptors_is_retried, .init = setup_ring_only, .fini = teardown)
+{
+    FILE *tmp = tmpfile();
+    cr_assert_not_null(tmp);
+    struct ts_log log;
+    ts_log_init(&log, fileno(tmp), TS_LOG_LEVEL_WARN);
+    srv_start(&(struct nio_config){.log = &log});
+    int fd = cli_connect(E.port);
+    int lowest = dup(0);
+    cr_assert_geq(lowest, 0);
+    close(lowest);
+    struct rlimit old, none;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    none = (struct rlimit){.rlim_cur = (rlim_t)lowest, .rlim_max = old.rlim_max};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+    for (int i = 0; i < 20; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    cr_assert_eq(E.opens, 0, "nothing accepted without a descriptor");
+    uint8_t f[32];
+    frame_fill(f, sizeof(f), 1);
+    round_trip(fd, f, sizeof(f));
+    cr_assert_eq(E.opens, 1);
+    log_expect(tmp, "accept on port");
+    close(fd);
+    drv_destroy_nio(&E.d, SRV_TAG); /* before the log it borrows goes away */
+    fclose(tmp);
+}
+
+/* A client that resets its connection: the recv ends with -ECONNRESET, passed on. */
+Test(nio_errors, reset_by_the_peer_passes_the_errno, .init = setup, .fini = teardown)
+{
+    int fd = cli_connect(E.port);
+    uint8_t f[24];
+    frame_fill(f, sizeof(f), 2);
+    round_trip(fd, f, sizeof(f));
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd); /* an RST, not a FIN */
+    for (int i = 0; i < 1000 && E.closes == 0; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(E.closes, 1);
+    cr_assert_eq(E.reasons[0], -ECONNRESET, "reason %d", E.reasons[0]);
+}
+
+Test(nio_errors, send_without_memory_queues_nothing, .init = setup_ring_only, .fini = teardown)
+{
+    struct ts_failing_allocator fa;
+    ts_failing_allocator_init(&fa, ts_allocator_default(), -1);
+    struct nio *n;
+    cr_assert_eq(nio_create(&E.d.ring, SRV_TAG, &(struct nio_config){0}, &echo_cb, &fa.base, &n),
+                 0);
+    E.d.nios[SRV_TAG] = n;
+    cr_assert_eq(nio_listen(n, "127.0.0.1:0", &E.listener), 0);
+    cr_assert_eq(nio_listen_port(n, E.listener, &E.port), 0);
+    int fd = cli_connect(E.port);
+    for (int i = 0; i < 1000 && E.opens == 0; i++) {
+        drv_step(&E.d, 1);
+    }
+    fa.fail_after = fa.calls; /* the echo's output buffer cannot be allocated */
+    uint8_t f[64];
+    frame_fill(f, sizeof(f), 3);
+    cli_write_all(&E.d, fd, f, sizeof(f)); /* whole: delivered from the provided buffer */
+    for (int i = 0; i < 1000 && E.send_nomem == 0; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(E.send_nomem, 1);
+    cr_assert_eq(nio_conn_out_bytes(E.last_open), 0);
+    fa.fail_after = -1;
+    round_trip(fd, f, sizeof(f)); /* and the connection still works */
+    close(fd);
+    drv_destroy_nio(&E.d, SRV_TAG);
+    cr_assert_eq(fa.live_bytes, 0);
+}
+
+Test(nio_ipv6, listener_and_peer_link, .init = setup_ring_only, .fini = teardown)
+{
+    struct nio *srvn;
+    cr_assert_eq(nio_create(&E.d.ring, SRV_TAG, &(struct nio_config){0}, &echo_cb,
+                            ts_allocator_default(), &srvn),
+                 0);
+    E.d.nios[SRV_TAG] = srvn;
+    int rc = nio_listen(srvn, "[::1]:0", &E.listener);
+    if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
+        cr_skip_test("no IPv6 loopback here");
+    }
+    cr_assert_eq(rc, 0, "listen: %s", ts_strerror(rc));
+    cr_assert_eq(nio_listen_port(srvn, E.listener, &E.port), 0);
+    struct nio *p;
+    cr_assert_eq(nio_create(&E.d.ring, PEER_TAG, &(struct nio_config){0}, &peer_cb,
+                            ts_allocator_default(), &p),
+                 0);
+    E.d.nios[PEER_TAG] = p;
+    char addr[48];
+    snprintf(addr, sizeof(addr), "[::1]:%u", (unsigned)E.port);
+    struct nio_conn *c;
+    cr_assert_eq(nio_connect(p, addr, &c), 0);
+    for (int i = 0; i < 5000 && E.ups == 0; i++) {
+        drv_step(&E.d, 2);
+    }
+    cr_assert_eq(E.ups, 1);
+    peer_exchange(c, 0);
+    cr_assert_eq(nio_connect(p, "[::1]", &c), TS_EINVAL);
+    cr_assert_eq(nio_connect(p, "[::1:80", &c), TS_EINVAL);
+}
+
+/* Tables full, handles, and what a destroyed nio answers. */
+Test(nio_errors, limits_handles_and_shutdown_answers, .init = setup_ring_only, .fini = teardown)
+{
+    struct nio *p;
+    struct nio_config pc = {.conns_max = 2,
+                            .reconnect_min_ns = 1000ull * 1000 * 1000,
+                            .reconnect_max_ns = 1000ull * 1000 * 1000};
+    cr_assert_eq(nio_create(&E.d.ring, PEER_TAG, &pc, &peer_cb, ts_allocator_default(), &p), 0);
+    E.d.nios[PEER_TAG] = p;
+    uint32_t ids[TS_NIO_LISTENERS_MAX];
+    for (uint32_t i = 0; i < TS_NIO_LISTENERS_MAX; i++) {
+        cr_assert_eq(nio_listen(p, "127.0.0.1:0", &ids[i]), 0);
+    }
+    uint32_t extra;
+    cr_assert_eq(nio_listen(p, "127.0.0.1:0", &extra), TS_EFULL);
+    cr_assert_eq(nio_listen(p, "10.255.255.1:0", &extra), TS_EFULL);
+    cr_assert_eq(nio_unlisten(p, ids[0]), 0);
+    for (int i = 0; i < 10; i++) {
+        drv_step(&E.d, 1); /* the cancelled accept's last CQE frees the slot */
+    }
+    cr_assert_eq(nio_listen(p, "192.0.2.1:0", &extra), -EADDRNOTAVAIL, "bind fails: -errno");
+
+    /* A refused link backs off; closing it there frees it at once. */
+    struct nio_conn *a, *b, *c;
+    cr_assert_eq(nio_connect(p, "127.0.0.1:1", &a), 0);
+    cr_assert_eq(nio_connect(p, "127.0.0.1:1", &b), 0);
+    cr_assert_eq(nio_connect(p, "127.0.0.1:1", &c), TS_EFULL);
+    struct nio_stats s;
+    for (int i = 0; i < 1000; i++) {
+        nio_stats(p, &s);
+        if (s.connect_failures >= 2) {
+            break;
+        }
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(s.connect_failures, 2, "both refused, both backing off (1 s)");
+    int tagged = 5;
+    nio_conn_set_data(a, &tagged);
+    cr_assert_eq(nio_conn_data(a), &tagged);
+    cr_assert_eq(nio_conn_nio(a), p);
+    cr_assert(nio_conn_outbound(a));
+    cr_assert_not(nio_conn_paused(a));
+    cr_assert_eq(nio_send(a, "12345678", 8), TS_EUNAVAIL);
+    uint64_t id = nio_conn_id(a);
+    nio_close(a);
+    cr_assert_eq(E.peer_closes, 1);
+    cr_assert_null(nio_conn_lookup(p, id));
+    cr_assert_null(nio_conn_lookup(p, 12345));
+    nio_stats(p, &s);
+    cr_assert_eq(s.conns_open, 1, "closed in back-off: the slot is free at once");
+
+    nio_destroy(p);
+    cr_assert_eq(E.peer_closes, 2);
+    cr_assert_eq(nio_listen(p, "127.0.0.1:0", &extra), TS_ESHUTDOWN);
+    cr_assert_eq(nio_connect(p, "127.0.0.1:1", &c), TS_ESHUTDOWN);
+    drv_destroy_nio(&E.d, PEER_TAG); /* reaps and frees */
+}
+
+/* ---- Closing at awkward moments -------------------------------------------------- */
+
+/* on_frame closes its connection: nothing more is delivered from that read, whether the
+ * frame came whole from a provided buffer or was reassembled. */
+Test(nio_echo, close_from_on_frame_stops_delivery)
+{
+    uint8_t three[3 * 64];
+    for (uint32_t k = 0; k < 3; k++) {
+        frame_fill(three + k * 64, 64, k);
+    }
+    E.close_after = 2;
+    int fd = cli_connect(E.port);
+    cli_write_all(&E.d, fd, three, sizeof(three)); /* one write: one provided buffer */
+    cr_assert(cli_wait_eof(&E.d, fd, 2000));
+    cr_assert_eq(srv_stats().frames_in, 2, "the third frame was not delivered");
+    cr_assert_eq(E.closes, 1);
+    cr_assert_eq(E.reasons[0], TS_ESHUTDOWN);
+    close(fd);
+
+    E.frames_seen = 0;
+    E.close_after = 1;
+    fd = cli_connect(E.port);
+    cli_write_all(&E.d, fd, three, 40); /* the first frame split over two reads */
+    for (int i = 0; i < 20; i++) {
+        drv_step(&E.d, 1);
+    }
+    cli_write_all(&E.d, fd, three + 40, sizeof(three) - 40);
+    cr_assert(cli_wait_eof(&E.d, fd, 2000));
+    cr_assert_eq(srv_stats().frames_in, 3);
+    cr_assert_eq(E.closes, 2);
+    close(fd);
+}
+
+static struct nio_conn *wait_open(void)
+{
+    for (int i = 0; i < 1000 && E.last_open == NULL; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_not_null(E.last_open);
+    return E.last_open;
+}
+
+/* A client whose receive buffer is small, so that the server's output backs up soon. */
+static int cli_connect_small(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    cr_assert(fd >= 0);
+    int small = 4096;
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    cr_assert(rc == 0 || errno == EINPROGRESS);
+    return fd;
+}
+
+/* Output the client does not read keeps a send in flight; closing then cancels it, and
+ * the slot is freed only after the kernel lets go of the buffer. */
+Test(nio_echo, close_with_a_send_in_flight)
+{
+    int fd = cli_connect_small(E.port);
+    struct nio_conn *c = wait_open();
+    static uint8_t big[8u << 20]; /* more than the server's socket buffer can take */
+    cr_assert_eq(nio_send(c, big, sizeof(big)), 0);
+    for (int i = 0; i < 50; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_gt(nio_conn_out_bytes(c), 0, "the kernel's buffers are full: a send waits");
+    nio_close(c);
+    cr_assert_eq(E.closes, 1);
+    cr_assert_eq(E.reasons[0], TS_ESHUTDOWN);
+    cr_assert_eq(srv_stats().conns_open, 1, "the slot waits for the cancelled send");
+    for (int i = 0; i < 1000 && srv_stats().conns_open > 0; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(srv_stats().conns_open, 0);
+    close(fd);
+}
+
+/* The client resets while a send is in flight: the connection closes with the error of
+ * whichever operation saw the reset first. */
+Test(nio_echo, reset_with_a_send_in_flight)
+{
+    int fd = cli_connect_small(E.port);
+    struct nio_conn *c = wait_open();
+    static uint8_t big[8u << 20]; /* more than the server's socket buffer can take */
+    cr_assert_eq(nio_send(c, big, sizeof(big)), 0);
+    for (int i = 0; i < 50; i++) {
+        drv_step(&E.d, 1);
+    }
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd);
+    for (int i = 0; i < 1000 && (E.closes == 0 || srv_stats().conns_open > 0); i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(E.closes, 1);
+    cr_assert(E.reasons[0] == -ECONNRESET || E.reasons[0] == -EPIPE, "reason %s",
+              ts_strerror(E.reasons[0]));
+    cr_assert_eq(srv_stats().conns_open, 0);
+}
+
+/* A paused connection that holds provided buffers gives them back when it closes. */
+Test(nio_pressure, closing_a_paused_reader_gives_its_buffers_back, .init = setup_ring_only,
+     .fini = teardown)
+{
+    srv_start(&(struct nio_config){
+        .recv_bufs = 16, .recv_buf_bytes = 1024, .out_bytes_max = 2048, .frame_bytes_max = 1024});
+    uint64_t written;
+    int slow = slow_reader(&written);
+    struct nio_stats s = srv_stats();
+    cr_log_info("paused: %u buffers held, %llu bytes copied", s.bufs_held,
+                (unsigned long long)s.parked_bytes);
+    nio_close(E.last_open);
+    cr_assert_eq(srv_stats().bufs_held, 0);
+    cr_assert(cli_wait_eof(&E.d, slow, 100000));
+    close(slow);
+    /* All sixteen buffers serve the next connection. */
+    int fd = cli_connect(E.port);
+    uint8_t f[1024];
+    frame_fill(f, sizeof(f), 9);
+    round_trip(fd, f, sizeof(f));
+    close(fd);
+}
+
+/* ---- No SQE even after a submit (injected) --------------------------------------- */
+
+/* The SQ is full and submitting cannot empty it (io_uring_submit fails: interposed):
+ * the recv of a new connection, a send and the cancel of a paused recv are each deferred
+ * to the next nio_flush, and nothing is lost. */
+Test(nio_sqe, submit_failure_defers_recv_send_and_cancel, .fini = teardown)
+{
+    memset(&E, 0, sizeof(E));
+    drv_init_sq(&E.d, 4, 0);
+    srv_start(&(struct nio_config){.out_bytes_max = 4096, .frame_bytes_max = 1024});
+    int fd = cli_connect(E.port);
+    /* The accept's CQE arrives; dispatch it with no SQE to be had. */
+    for (int i = 0; i < 1000 && E.opens == 0; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(E.opens, 1);
+    struct nio_stats s0 = srv_stats();
+    cr_assert_eq(s0.recv_arms, 1, "armed at accept: the SQ had room");
+
+    /* A send with no SQE: it waits on the flush list. */
+    struct nio_conn *c = E.last_open;
+    uint8_t f[64];
+    frame_fill(f, sizeof(f), 4);
+    cr_assert_eq(nio_send(c, f, sizeof(f)), 0);
+    drv_fill_sq(&E.d);
+    drv_submit_fails = true;
+    nio_flush(srv());
+    drv_submit_fails = false;
+    cr_assert_eq(srv_stats().sends, 0);
+    cr_assert_gt(srv_stats().sqe_unavailable, s0.sqe_unavailable);
+    uint8_t back[64];
+    cr_assert_eq(cli_read_exact(&E.d, fd, back, sizeof(back)), sizeof(back));
+    cr_assert(memcmp(back, f, sizeof(f)) == 0);
+
+    /* Over the output limit with no SQE: the recv's cancel waits for the next flush. */
+    static uint8_t big[5000];
+    uint64_t unavailable = srv_stats().sqe_unavailable;
+    drv_fill_sq(&E.d);
+    drv_submit_fails = true;
+    cr_assert_eq(nio_send(c, big, sizeof(big)), 0);
+    drv_submit_fails = false;
+    cr_assert(nio_conn_paused(c));
+    cr_assert_gt(srv_stats().sqe_unavailable, unavailable);
+    static uint8_t sink[5000];
+    cr_assert_eq(cli_read_exact(&E.d, fd, sink, sizeof(sink)), sizeof(sink));
+    for (int i = 0; i < 1000 && nio_conn_paused(c); i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_not(nio_conn_paused(c));
+    round_trip(fd, f, sizeof(f));
+    close(fd);
+
+    /* A new connection whose recv cannot be armed at accept: armed at the next flush. */
+    E.last_open = NULL;
+    fd = cli_connect(E.port);
+    uint64_t arms = srv_stats().recv_arms;
+    for (int i = 0; i < 1000 && E.last_open == NULL; i++) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        struct io_uring_cqe *cqe;
+        (void)io_uring_submit_and_wait_timeout(&E.d.ring, &cqe, 1, &ts, NULL);
+        (void)io_uring_get_events(&E.d.ring);
+        drv_fill_sq(&E.d);
+        drv_submit_fails = true;
+        drv_dispatch(&E.d); /* the accept's CQE, if it came: no SQE for the recv */
+        drv_submit_fails = false;
+    }
+    cr_assert_not_null(E.last_open);
+    cr_assert_eq(srv_stats().recv_arms, arms, "the new connection's recv is not armed yet");
+    round_trip(fd, f, sizeof(f));
+    close(fd);
+}
+
+/* ---- More edges ------------------------------------------------------------------ */
+
+/* A length prefix split over two reads is checked once whole. */
+Test(nio_echo, bad_header_split_over_reads)
+{
+    int fd = cli_connect(E.port);
+    uint8_t hdr[4];
+    ts_store_le32(hdr, 21); /* 4 + 21 is not a multiple of 8 */
+    cli_write_all(&E.d, fd, hdr, 2);
+    for (int i = 0; i < 20; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(E.closes, 0, "half a header is not an error yet");
+    cli_write_all(&E.d, fd, hdr + 2, 2);
+    cr_assert(cli_wait_eof(&E.d, fd, 2000));
+    cr_assert_eq(E.closes, 1);
+    cr_assert_eq(E.reasons[0], TS_EPROTO);
+    close(fd);
+}
+
+/* A connection accepted before net/io's first tick counts its idleness from that tick,
+ * not from the epoch of the owner's clock (which would close it at once). */
+Test(nio_idle, accepted_before_the_first_tick, .init = setup_ring_only, .fini = teardown)
+{
+    const uint64_t idle = 1000ull * 1000 * 1000;
+    srv_start(&(struct nio_config){.idle_ns = idle});
+    int fd = cli_connect(E.port);
+    for (int i = 0; i < 1000 && E.opens == 0; i++) {
+        drv_wait(&E.d, 1); /* dispatch only: no tick yet */
+    }
+    cr_assert_eq(E.opens, 1);
+    uint64_t t = drv_now_ns();
+    drv_step_at(&E.d, t, 1);
+    cr_assert_eq(E.closes, 0);
+    cr_assert_eq(nio_next_deadline_ns(srv()), t + idle);
+    drv_step_at(&E.d, t + idle, 1);
+    cr_assert_eq(E.closes, 1);
+    cr_assert_eq(E.reasons[0], TS_ETIMEOUT);
+    close(fd);
+}
+
+Test(nio_errors, host_too_long, .init = setup, .fini = teardown)
+{
+    uint32_t id;
+    char addr[128];
+    memset(addr, '1', sizeof(addr));
+    memcpy(addr + 100, ":80", 4);
+    cr_assert_eq(nio_listen(srv(), addr, &id), TS_EINVAL);
+}
+
+/* on_frame closes the connection while parked input is being delivered after a resume:
+ * from the connection's copy, and from a held provided buffer. */
+static void close_while_unparking(uint32_t close_at)
+{
+    srv_start(&(struct nio_config){
+        .recv_buf_bytes = 1024, .out_bytes_max = 4096, .frame_bytes_max = 1024});
+    E.close_after = close_at;
+    int fd = cli_connect(E.port);
+    enum { FRAMES = 16, SIZE = 512 };
+    static uint8_t burst[FRAMES * SIZE];
+    for (uint32_t k = 0; k < FRAMES; k++) {
+        frame_fill(burst + k * SIZE, SIZE, k);
+    }
+    /* One write: frames 1-9 are echoed and pause the reading (9 x 512 > 4096); the rest
+     * arrives while paused: copied aside up to 2 KiB, then held in provided buffers. */
+    cli_write_all(&E.d, fd, burst, sizeof(burst));
+    struct nio_conn *c = wait_open();
+    for (int i = 0; i < 1000 && srv_stats().frames_in < 9; i++) {
+        drv_step(&E.d, 1);
+    }
+    cr_assert(nio_conn_paused(c));
+    cr_assert_gt(srv_stats().parked_bytes, 0);
+    cr_assert_gt(srv_stats().bufs_held, 0);
+    /* The client reads the answers: reading resumes, parked frames are delivered, and
+     * frame close_at closes the connection. */
+    uint8_t back[9 * SIZE];
+    for (size_t got = 0; E.closes == 0;) {
+        ssize_t r = recv(fd, back, sizeof(back), 0);
+        got += r > 0 ? (size_t)r : 0;
+        cr_assert_leq(got, sizeof(back));
+        drv_step(&E.d, 1);
+    }
+    cr_assert_eq(srv_stats().frames_in, close_at, "nothing after the closing frame");
+    cr_assert_eq(srv_stats().bufs_held, 0, "held buffers went back to the ring at the close");
+    cr_assert(cli_wait_eof(&E.d, fd, 5000));
+    close(fd);
+}
+
+Test(nio_pressure, close_while_delivering_copied_input, .init = setup_ring_only, .fini = teardown)
+{
+    close_while_unparking(10);
+}
+
+Test(nio_pressure, close_while_delivering_a_held_buffer, .init = setup_ring_only, .fini = teardown)
+{
+    close_while_unparking(14);
 }
