@@ -77,6 +77,46 @@ struct pread {
     uint32_t len;
 };
 
+/*
+ * Snapshots (a follower behind the leader's compacted log). The leader checkpoints its
+ * B-tree so that the checkpoint holds exactly the applied index raft named, pins it
+ * (btree_snapshot_open: writes and checkpoints go on) and streams the range's stored
+ * keys (its data span and its metadata span, kv_range_spans) in chunks of
+ * TS_HOST_SNAPSHOT_CHUNK_BYTES, each acknowledged before the next is sent. A chunk's
+ * data is records "u32 key length, key, u32 value length, value" (little-endian). The
+ * follower keeps the chunks in memory (at most TS_HOST_SNAPSHOT_BYTES_MAX); with the
+ * last one it steps the Snapshot message, and when raft asks for the install it
+ * replaces the range's keys, checkpoints its tree and then records the snapshot in its
+ * log, so that a crash never leaves a log that has dropped entries its tree lacks.
+ */
+struct snap_send {
+    raft_id to;
+    uint64_t term;
+    struct raft_snapshot_meta meta;
+    struct btree_snapshot *snap;
+    struct btree_cursor cur;
+    uint32_t span;   /* 0 data, 1 metadata, 2 done */
+    bool positioned; /* the next chunk starts at next, not at the span's start */
+    uint8_t next[KV_SPAN_KEY_BYTES];
+    uint32_t next_len;
+    uint32_t seq;    /* of the chunk in flight */
+    uint64_t offset; /* bytes sent before it */
+    bool last_sent;
+    uint64_t deadline_ns;
+};
+
+struct snap_recv {
+    raft_id from;
+    uint64_t term;
+    uint32_t next_seq;
+    uint8_t *buf;
+    size_t len;
+    size_t cap;
+    struct raft_snapshot_meta meta;
+    bool complete;
+    uint64_t deadline_ns;
+};
+
 struct replica {
     uint64_t range;
     struct raft *raft;
@@ -97,6 +137,9 @@ struct replica {
     bool conf_changed;
     struct raft_ready rd;
     uint8_t role;
+    struct snap_send *send; /* a snapshot streaming to a follower, or NULL */
+    struct snap_recv *recv; /* a snapshot arriving from the leader, or NULL */
+    raft_id snap_failed;    /* a snapshot that could not start: reported after advance */
 };
 
 struct peer {
@@ -168,6 +211,9 @@ struct host {
     uint32_t xq_cap;
 
     uint64_t read_ctx;
+    uint64_t checkpoint_entries;
+    uint64_t retain_entries;
+    uint8_t *chunk; /* a snapshot chunk being built */
     uint64_t fwd_next;
     struct ts_map64 fwds; /* forwarded request id -> struct fwd */
     uint64_t applied_since_ckpt;
@@ -282,8 +328,9 @@ int host_cluster_parse(const char *spec, uint64_t self, uint32_t ranges, struct 
             return TS_EINVAL;
         }
         char *end;
-        unsigned long long id = strtoull(p, &end, 10);
-        if (end == p || *end != '=' || id == 0) {
+        errno = 0;
+        unsigned long long id = *p >= '0' && *p <= '9' ? strtoull(p, &end, 10) : 0;
+        if (*p < '0' || *p > '9' || errno != 0 || *end != '=' || id == 0) {
             *why = "a member is not written id=ip:port";
             return TS_EINVAL;
         }
@@ -839,7 +886,7 @@ static void send_frame(struct host *h, struct peer *p, uint32_t first, bool any)
     proto_ref *heap = NULL;
     for (uint32_t i = first; any && i < h->msgq_n; i++) {
         const struct raft_message *m = h->msgq[i];
-        if (m->to != p->node) {
+        if (m->to != p->node || m->type == RAFT_MSG_SNAPSHOT) {
             continue;
         }
         if (n == cap) {
@@ -901,17 +948,446 @@ static void msgq_flush(struct host *h, uint32_t first)
     }
 }
 
+/* ---- Snapshots ----------------------------------------------------------------------------------
+ */
+
+static struct replica *replica_of(struct host *h, uint64_t range);
+
+#define HOST_SNAP_ACK_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
+#define HOST_SNAP_RECV_TIMEOUT_NS (30ull * 1000 * 1000 * 1000)
+
+/* Sends a peer message (a Message with the given body) on this shard's link to node. */
+static bool send_body(struct host *h, uint64_t node, uint8_t type, proto_ref body)
+{
+    struct proto_builder *b = &h->out_b;
+    proto_message_begin(b);
+    proto_message_add_body(b, type, body);
+    proto_ref msg = proto_message_end(b);
+    const uint8_t *frame;
+    uint32_t len;
+    struct peer *p = peer_of(h, node);
+    if (proto_message_finish(b, msg, true, &frame, &len) != 0 || p == NULL || p->link == NULL) {
+        return false;
+    }
+    if (nio_send(p->link, frame, len) != 0) {
+        return false;
+    }
+    p->sent = true;
+    h->stats.frames_out++;
+    return true;
+}
+
+static void send_free(struct host *h, struct replica *r)
+{
+    struct snap_send *ss = r->send;
+    if (ss != NULL) {
+        btree_snapshot_close(ss->snap);
+        ts_free(h->alloc, ss, sizeof *ss);
+        r->send = NULL;
+    }
+}
+
+static void recv_free(struct host *h, struct replica *r)
+{
+    struct snap_recv *rv = r->recv;
+    if (rv != NULL) {
+        ts_free(h->alloc, rv->buf, rv->cap);
+        ts_free(h->alloc, rv, sizeof *rv);
+        r->recv = NULL;
+    }
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (uint32_t i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Fills h->chunk with the next records of the snapshot; returns its length or an error. */
+static int64_t snap_fill(struct host *h, struct replica *r, struct snap_send *ss)
+{
+    struct kv_range kr = kv_range_of(r);
+    struct kv_span sp[2];
+    kv_range_spans(&kr, sp);
+    uint64_t n = 0;
+    while (ss->span < 2) {
+        const struct kv_span *span = &sp[ss->span];
+        const uint8_t *from = ss->positioned ? ss->next : span->lo;
+        uint32_t from_len = ss->positioned ? ss->next_len : span->lo_len;
+        int rc = btree_snapshot_seek(&ss->cur, ss->snap, from, from_len);
+        while (rc == 0) {
+            const uint8_t *k;
+            uint32_t kl;
+            btree_cursor_key(&ss->cur, &k, &kl);
+            if (key_cmp(k, kl, span->hi, span->hi_len) >= 0) {
+                rc = TS_ENOTFOUND;
+                break;
+            }
+            uint32_t vl = 0;
+            uint8_t kcopy[KV_SPAN_KEY_BYTES];
+            TS_ASSERT(kl <= sizeof kcopy);
+            memcpy(kcopy, k, kl);
+            rc = btree_cursor_value(&ss->cur, h->scratch, TS_KV_SCRATCH_BYTES, &vl);
+            if (rc != 0) {
+                return rc;
+            }
+            uint64_t size = 8u + kl + vl;
+            if (n > 0 && n + size > TS_HOST_SNAPSHOT_CHUNK_BYTES) {
+                memcpy(ss->next, kcopy, kl); /* the next chunk starts here */
+                ss->next_len = kl;
+                ss->positioned = true;
+                return (int64_t)n;
+            }
+            put_u32(h->chunk + n, kl);
+            memcpy(h->chunk + n + 4, kcopy, kl);
+            put_u32(h->chunk + n + 4 + kl, vl);
+            memcpy(h->chunk + n + 8 + kl, h->scratch, vl);
+            n += size;
+            rc = btree_cursor_next(&ss->cur);
+        }
+        if (rc != TS_ENOTFOUND) {
+            return rc;
+        }
+        ss->span++;
+        ss->positioned = false;
+    }
+    return (int64_t)n;
+}
+
+/* Sends the chunk after the last acknowledged one. Returns false when it cannot. */
+static bool snap_send_chunk(struct host *h, struct replica *r)
+{
+    struct snap_send *ss = r->send;
+    int64_t n = snap_fill(h, r, ss);
+    if (n < 0) {
+        HOST_LOG(h, ERROR, "shard %u: range %llu: reading the snapshot failed: %s", h->shard_id,
+                 (unsigned long long)r->range, ts_strerror((int)n));
+        return false;
+    }
+    struct proto_builder *b = &h->out_b;
+    proto_builder_reset(b);
+    proto_ref data = proto_create_bytes(b, h->chunk, (uint32_t)n);
+    proto_ref meta = peer_encode_snapshot_meta(b, &ss->meta);
+    ss->last_sent = ss->span >= 2;
+    proto_snapshot_chunk_begin(b);
+    proto_snapshot_chunk_add_group_id(b, r->range);
+    proto_snapshot_chunk_add_from(b, h->cl->self);
+    proto_snapshot_chunk_add_to(b, ss->to);
+    proto_snapshot_chunk_add_term(b, ss->term);
+    proto_snapshot_chunk_add_snapshot(b, meta);
+    proto_snapshot_chunk_add_seq(b, ss->seq);
+    proto_snapshot_chunk_add_offset(b, ss->offset);
+    proto_snapshot_chunk_add_data(b, data);
+    proto_snapshot_chunk_add_last(b, ss->last_sent);
+    proto_ref chunk = proto_snapshot_chunk_end(b);
+    ss->offset += (uint64_t)n;
+    ss->deadline_ns = mono_ns() + HOST_SNAP_ACK_TIMEOUT_NS;
+    return send_body(h, ss->to, PROTO_BODY_SNAPSHOT_CHUNK, chunk);
+}
+
+/* raft asked for a snapshot to `m->to`: checkpoint, pin, stream. Inside a ready: a
+ * failure is reported to raft after raft_advance (snap_failed). */
+static void snap_start(struct host *h, struct replica *r, const struct raft_message *m)
+{
+    if (r->send != NULL || m->snapshot->index != r->st.applied_index) {
+        r->snap_failed = m->to; /* one at a time; raft retries */
+        return;
+    }
+    int rc = btree_checkpoint(h->tree, "tessera", 7);
+    struct snap_send *ss = rc == 0 ? ts_alloc(h->alloc, sizeof *ss) : NULL;
+    if (ss == NULL) {
+        HOST_LOG(h, WARN, "shard %u: range %llu: cannot start a snapshot: %s", h->shard_id,
+                 (unsigned long long)r->range, ts_strerror(rc != 0 ? rc : TS_ENOMEM));
+        r->snap_failed = m->to;
+        return;
+    }
+    memset(ss, 0, sizeof *ss);
+    rc = btree_snapshot_open(h->tree, &ss->snap);
+    if (rc != 0) {
+        ts_free(h->alloc, ss, sizeof *ss);
+        r->snap_failed = m->to;
+        return;
+    }
+    ss->to = m->to;
+    ss->term = m->term;
+    ss->meta = *m->snapshot;
+    r->send = ss;
+    h->stats.checkpoints++;
+    HOST_LOG(h, INFO, "shard %u: range %llu: streaming a snapshot at index %llu to node %llu",
+             h->shard_id, (unsigned long long)r->range, (unsigned long long)ss->meta.index,
+             (unsigned long long)m->to);
+    if (!snap_send_chunk(h, r)) {
+        send_free(h, r);
+        r->snap_failed = m->to;
+    }
+}
+
+static void snap_ack(struct host *h, struct replica *r, uint64_t node, uint32_t seq,
+                     uint16_t status)
+{
+    struct proto_builder *b = &h->out_b;
+    proto_builder_reset(b);
+    proto_snapshot_chunk_ack_begin(b);
+    proto_snapshot_chunk_ack_add_group_id(b, r->range);
+    proto_snapshot_chunk_ack_add_from(b, h->cl->self);
+    proto_snapshot_chunk_ack_add_to(b, node);
+    proto_snapshot_chunk_ack_add_seq(b, seq);
+    if (status != PROTO_STATUS_OK) {
+        proto_snapshot_chunk_ack_add_status(b, status);
+    }
+    (void)send_body(h, node, PROTO_BODY_SNAPSHOT_CHUNK_ACK, proto_snapshot_chunk_ack_end(b));
+}
+
+static void on_snapshot_ack(struct host *h, struct proto_snapshot_chunk_ack a)
+{
+    struct replica *r = replica_of(h, proto_snapshot_chunk_ack_group_id(a));
+    struct snap_send *ss = r != NULL ? r->send : NULL;
+    if (ss == NULL || proto_snapshot_chunk_ack_from(a) != ss->to ||
+        proto_snapshot_chunk_ack_seq(a) != ss->seq) {
+        return; /* stale */
+    }
+    bool ok = proto_snapshot_chunk_ack_status(a) == PROTO_STATUS_OK;
+    if (ok && !ss->last_sent) {
+        ss->seq++;
+        if (snap_send_chunk(h, r)) {
+            return;
+        }
+        ok = false;
+    }
+    raft_id to = ss->to;
+    send_free(h, r);
+    if (!ok) {
+        raft_report_snapshot(r->raft, to, true);
+        mark_dirty(h, r);
+    }
+}
+
+/* Checks that a snapshot's records are well formed and lie in the range's spans. */
+static bool snap_valid(const struct replica *r, const uint8_t *p, size_t len)
+{
+    struct kv_range kr = kv_range_of(r);
+    struct kv_span sp[2];
+    kv_range_spans(&kr, sp);
+    size_t at = 0;
+    while (at < len) {
+        if (len - at < 4) {
+            return false;
+        }
+        uint32_t kl = get_u32(p + at);
+        if (kl == 0 || kl > KV_SPAN_KEY_BYTES || len - at - 4 < (size_t)kl + 4) {
+            return false;
+        }
+        const uint8_t *k = p + at + 4;
+        uint32_t vl = get_u32(p + at + 4 + kl);
+        if (vl > TS_VALUE_BYTES_MAX || len - at - 8 - kl < vl) {
+            return false;
+        }
+        bool in = false;
+        for (uint32_t i = 0; i < 2; i++) {
+            in = in || (key_cmp(k, kl, sp[i].lo, sp[i].lo_len) >= 0 &&
+                        key_cmp(k, kl, sp[i].hi, sp[i].hi_len) < 0);
+        }
+        if (!in) {
+            return false;
+        }
+        at += 8u + kl + vl;
+    }
+    return true;
+}
+
+static bool recv_append(struct host *h, struct snap_recv *rv, struct proto_bytes d)
+{
+    size_t need = rv->len + d.len;
+    if (need > rv->cap) {
+        size_t cap = rv->cap == 0 ? 65536 : rv->cap;
+        while (cap < need) {
+            cap *= 2;
+        }
+        uint8_t *nb = ts_realloc(h->alloc, rv->buf, rv->cap, cap);
+        if (nb == NULL) {
+            return false;
+        }
+        rv->buf = nb;
+        rv->cap = cap;
+    }
+    memcpy(rv->buf + rv->len, d.data, d.len);
+    rv->len = need;
+    return true;
+}
+
+static void on_snapshot_chunk(struct host *h, struct proto_snapshot_chunk c)
+{
+    struct replica *r = replica_of(h, proto_snapshot_chunk_group_id(c));
+    uint64_t from = proto_snapshot_chunk_from(c);
+    uint32_t seq = proto_snapshot_chunk_seq(c);
+    if (r == NULL || proto_snapshot_chunk_to(c) != h->cl->self) {
+        return;
+    }
+    if (seq == 0) {
+        recv_free(h, r);
+        struct snap_recv *nrv = ts_alloc(h->alloc, sizeof *nrv);
+        if (nrv == NULL) {
+            snap_ack(h, r, from, seq, PROTO_STATUS_UNAVAILABLE);
+            return;
+        }
+        memset(nrv, 0, sizeof *nrv);
+        nrv->from = from;
+        nrv->term = proto_snapshot_chunk_term(c);
+        r->recv = nrv;
+        if (peer_decode_snapshot_meta(proto_snapshot_chunk_snapshot(c), &nrv->meta) != 0) {
+            recv_free(h, r);
+            snap_ack(h, r, from, seq, PROTO_STATUS_MALFORMED_FRAME);
+            return;
+        }
+    }
+    struct snap_recv *rv = r->recv;
+    if (rv == NULL || rv->from != from || rv->next_seq != seq || rv->complete) {
+        snap_ack(h, r, from, seq, PROTO_STATUS_INVALID_ARGUMENT);
+        return;
+    }
+    struct proto_bytes d = proto_snapshot_chunk_data(c);
+    if (rv->len + d.len > TS_HOST_SNAPSHOT_BYTES_MAX || !recv_append(h, rv, d)) {
+        recv_free(h, r);
+        snap_ack(h, r, from, seq, PROTO_STATUS_NO_SPACE);
+        return;
+    }
+    rv->next_seq++;
+    rv->deadline_ns = mono_ns() + HOST_SNAP_RECV_TIMEOUT_NS;
+    if (!proto_snapshot_chunk_last(c)) {
+        snap_ack(h, r, from, seq, PROTO_STATUS_OK);
+        return;
+    }
+    if (!snap_valid(r, rv->buf, rv->len)) {
+        HOST_LOG(h, WARN, "shard %u: range %llu: a malformed snapshot from node %llu refused",
+                 h->shard_id, (unsigned long long)r->range, (unsigned long long)from);
+        recv_free(h, r);
+        snap_ack(h, r, from, seq, PROTO_STATUS_MALFORMED_FRAME);
+        return;
+    }
+    rv->complete = true;
+    snap_ack(h, r, from, seq, PROTO_STATUS_OK);
+    struct raft_message m = {.group_id = r->range,
+                             .type = RAFT_MSG_SNAPSHOT,
+                             .from = from,
+                             .to = h->cl->self,
+                             .term = rv->term,
+                             .snapshot = &rv->meta};
+    int rc = raft_step(r->raft, &m);
+    if (rc != 0) {
+        HOST_LOG(h, WARN, "shard %u: range %llu: the snapshot was not taken: %s", h->shard_id,
+                 (unsigned long long)r->range, ts_strerror(rc));
+    }
+    mark_dirty(h, r);
+}
+
+/* raft asked to install the snapshot received: replace the range's keys, make the tree
+ * durable, then record the snapshot in the log (in this order: see above). */
+static int snap_install(struct host *h, struct replica *r, const struct raft_snapshot_meta *meta)
+{
+    struct snap_recv *rv = r->recv;
+    if (rv == NULL || !rv->complete || rv->meta.index != meta->index) {
+        return TS_EINVAL;
+    }
+    struct kv_range kr = kv_range_of(r);
+    int rc = kv_range_clear(&h->store, &kr, NULL);
+    for (size_t at = 0; rc == 0 && at < rv->len;) {
+        uint32_t kl = get_u32(rv->buf + at);
+        uint32_t vl = get_u32(rv->buf + at + 4 + kl);
+        rc = btree_put(h->tree, rv->buf + at + 4, kl, rv->buf + at + 8 + kl, vl);
+        at += 8u + kl + vl;
+    }
+    if (rc == 0) {
+        rc = kv_range_state_load(&h->store, r->range, &r->st);
+        if (rc == TS_ENOTFOUND) {
+            memset(&r->st, 0, sizeof r->st);
+            rc = 0;
+        }
+    }
+    if (rc == 0) {
+        r->st.applied_index = meta->index;
+        r->st.applied_term = meta->term;
+        rc = kv_range_state_save(&h->store, r->range, &r->st);
+    }
+    uint8_t cbuf[RAFT_CONF_ENCODED_BYTES_MAX];
+    if (rc == 0) {
+        uint32_t n = raft_conf_encode(&meta->conf, cbuf);
+        rc = kv_range_blob_save(&h->store, r->range, HOST_CONF_BLOB, cbuf, n);
+    }
+    if (rc == 0) {
+        rc = btree_checkpoint(h->tree, "tessera", 7);
+    }
+    if (rc == 0) {
+        rc = wal_snapshot(h->wal, r->range, meta->index, meta->term);
+    }
+    if (rc == 0) {
+        HOST_LOG(h, INFO, "shard %u: range %llu: installed a snapshot at index %llu (%zu bytes)",
+                 h->shard_id, (unsigned long long)r->range, (unsigned long long)meta->index,
+                 rv->len);
+        recv_free(h, r);
+    }
+    return rc;
+}
+
+/* Snapshots whose peer went quiet. Outside any ready. */
+static void snaps_expire(struct host *h, uint64_t now)
+{
+    for (uint32_t i = 0; i < h->reps_n; i++) {
+        struct replica *r = &h->reps[i];
+        if (r->send != NULL && now > r->send->deadline_ns) {
+            raft_id to = r->send->to;
+            HOST_LOG(h, WARN, "shard %u: range %llu: the snapshot to node %llu timed out",
+                     h->shard_id, (unsigned long long)r->range, (unsigned long long)to);
+            send_free(h, r);
+            raft_report_snapshot(r->raft, to, true);
+            mark_dirty(h, r);
+        }
+        if (r->recv != NULL && !r->recv->complete && now > r->recv->deadline_ns) {
+            recv_free(h, r);
+        }
+    }
+}
+
+/* After a checkpoint, the log is compacted behind what it holds, keeping the last
+ * retain_entries entries of each group for followers that lag a little. */
+static void compact_logs(struct host *h)
+{
+    for (uint32_t i = 0; i < h->reps_n; i++) {
+        struct replica *r = &h->reps[i];
+        uint64_t applied = r->st.applied_index;
+        if (applied <= h->retain_entries) {
+            continue;
+        }
+        uint64_t to = applied - h->retain_entries;
+        if (to < raft_first_index(r->raft)) {
+            continue;
+        }
+        int rc = raft_compact(r->raft, to);
+        if (rc == 0) {
+            rc = wal_compact(h->wal, r->range, to);
+        }
+        if (rc != 0) {
+            HOST_LOG(h, WARN, "shard %u: range %llu: compacting the log to %llu failed: %s",
+                     h->shard_id, (unsigned long long)r->range, (unsigned long long)to,
+                     ts_strerror(rc));
+        }
+    }
+}
+
 /* ---- The iteration: readies ------------------------------------------------------------------ */
 
 static int stage(struct host *h, struct replica *r, const struct raft_ready *rd)
 {
     if (rd->snapshot != NULL) {
-        /* Never asked for: no log is compacted yet (host.h). */
-        HOST_LOG(h, ERROR,
-                 "shard %u: range %llu: a snapshot to install, which this build "
-                 "cannot do",
-                 h->shard_id, (unsigned long long)r->range);
-        return TS_EINVAL;
+        int rc = snap_install(h, r, rd->snapshot);
+        if (rc != 0) {
+            return rc;
+        }
     }
     if (rd->n_entries > 0) {
         uint64_t bytes = 0;
@@ -1033,6 +1509,10 @@ static void advance(struct host *h, struct replica *r)
     }
     raft_advance(r->raft);
     r->readied = false;
+    if (r->snap_failed != 0) {
+        raft_report_snapshot(r->raft, r->snap_failed, true);
+        r->snap_failed = 0;
+    }
     if (r->conf_changed && !h->failed) {
         r->conf_changed = false;
         int rc = save_conf(h, r);
@@ -1084,6 +1564,11 @@ static void process_readies(struct host *h)
             fatal(h, "staging log records failed", rc);
         }
         msgq_add(h, r->rd.msgs, r->rd.n_msgs);
+        for (size_t k = 0; k < r->rd.n_msgs; k++) {
+            if (r->rd.msgs[k].type == RAFT_MSG_SNAPSHOT) {
+                snap_start(h, r, &r->rd.msgs[k]); /* streamed in chunks, not as a message */
+            }
+        }
     }
     h->dirty_n = 0;
     if (h->readied_n == 0) {
@@ -1109,8 +1594,11 @@ static void process_readies(struct host *h)
     for (uint32_t i = 0; i < h->readied_n; i++) {
         advance(h, h->readied[i]);
     }
-    if (h->applied_since_ckpt >= TS_HOST_CHECKPOINT_ENTRIES && !h->failed) {
+    if (h->applied_since_ckpt >= h->checkpoint_entries && !h->failed) {
         checkpoint(h);
+        if (!h->failed) {
+            compact_logs(h);
+        }
     }
     if (h->dirty_n > 0) {
         shard_loop_poke(h->loop);
@@ -1469,6 +1957,43 @@ static uint64_t step_batch(struct host *h, struct proto_raft_batch batch)
     return others;
 }
 
+/* A peer's message for this shard's groups (after any hop between shards). */
+static void peer_message(struct host *h, struct proto_message msg)
+{
+    switch (proto_message_body_type(msg)) {
+    case PROTO_BODY_RAFT_BATCH:
+        (void)step_batch(h, proto_message_body_as_raft_batch(msg));
+        break;
+    case PROTO_BODY_SNAPSHOT_CHUNK:
+        on_snapshot_chunk(h, proto_message_body_as_snapshot_chunk(msg));
+        break;
+    case PROTO_BODY_SNAPSHOT_CHUNK_ACK:
+        on_snapshot_ack(h, proto_message_body_as_snapshot_chunk_ack(msg));
+        break;
+    default:
+        break;
+    }
+}
+
+/* A snapshot chunk or its acknowledgement: handled by the shard of its group. */
+void host_on_snapshot_frame(struct host *h, struct proto_message msg, uint64_t group,
+                            const uint8_t *frame, uint32_t len)
+{
+    if (h->stopped || group == 0 || group > h->cl->ranges) {
+        return;
+    }
+    h->stats.frames_in++;
+    uint32_t target = (uint32_t)((group - 1) % h->shards);
+    if (target == h->shard_id) {
+        peer_message(h, msg);
+        return;
+    }
+    struct xbuf *x = xbuf_new(h, frame, len, (struct cref){0});
+    if (x != NULL) {
+        xsend(h, target, HX_RAFT, x);
+    }
+}
+
 void host_on_raft_batch(struct host *h, struct proto_raft_batch batch, const uint8_t *frame,
                         uint32_t len)
 {
@@ -1535,7 +2060,7 @@ void host_on_xmsg(struct host *h, const struct xring_msg *m)
         if (m->type == HX_REQUEST) {
             handle_request(h, x->c, x->data, x->len, proto_message_body_as_request(msg));
         } else if (!h->stopped) {
-            (void)step_batch(h, proto_message_body_as_raft_batch(msg));
+            peer_message(h, msg);
         }
         break;
     }
@@ -1578,6 +2103,7 @@ static void on_tick(struct shard_timer *t, void *data)
     }
     gauges_update(h);
     fwds_expire(h, mono_ns());
+    snaps_expire(h, mono_ns());
     (void)shard_timer_start(h->loop, t, now + h->tick_ns, on_tick, h);
 }
 
@@ -1727,6 +2253,24 @@ static int replica_open(struct host *h, struct replica *r, uint64_t range)
     } else if (rc != 0) {
         return rc;
     } else {
+        if (r->st.applied_index > gi.last_index) {
+            /* A snapshot was installed and checkpointed, and the crash came before the log
+             * recorded it: record it now (the tree holds everything up to applied). */
+            rc = wal_snapshot(h->wal, range, r->st.applied_index, r->st.applied_term);
+            if (rc == 0) {
+                rc = wal_group_info(h->wal, range, &gi);
+            }
+            if (rc != 0) {
+                return rc;
+            }
+            if (gi.hard_state.commit < r->st.applied_index) {
+                gi.hard_state.commit = r->st.applied_index;
+            }
+            if (gi.hard_state.term < r->st.applied_term) {
+                gi.hard_state.term = r->st.applied_term;
+                gi.hard_state.vote = 0;
+            }
+        }
         init.hard_state = (struct raft_hard_state){
             .term = gi.hard_state.term, .vote = gi.hard_state.vote, .commit = gi.hard_state.commit};
         init.compact_index = gi.snap_index;
@@ -1801,6 +2345,9 @@ static int open_storage(struct host *h, const char *dir)
     return rc;
 }
 
+#define HOST_CHUNK_BUF_BYTES                                                                       \
+    (TS_HOST_SNAPSHOT_CHUNK_BYTES + 8u + KV_SPAN_KEY_BYTES + TS_VALUE_BYTES_MAX)
+
 static int alloc_tables(struct host *h)
 {
     const struct host_cluster *cl = h->cl;
@@ -1808,7 +2355,9 @@ static int alloc_tables(struct host *h)
     h->scratch = ts_alloc(h->alloc, TS_KV_SCRATCH_BYTES);
     h->txn = ts_alloc(h->alloc, sizeof *h->txn);
     h->dec = ts_alloc(h->alloc, TS_RAFT_MSG_ENTRIES_MAX * sizeof *h->dec);
-    if (h->rep_of == NULL || h->scratch == NULL || h->txn == NULL || h->dec == NULL) {
+    h->chunk = ts_alloc(h->alloc, HOST_CHUNK_BUF_BYTES);
+    if (h->rep_of == NULL || h->scratch == NULL || h->txn == NULL || h->dec == NULL ||
+        h->chunk == NULL) {
         return TS_ENOMEM;
     }
     uint32_t n = 0;
@@ -1856,6 +2405,10 @@ int host_start(struct shard *s, const struct host_config *cfg, struct nio *nio, 
     h->self_member = member_of_node(h->cl, h->cl->self);
     h->tick_ns = (uint64_t)(cfg->tick_ms != 0 ? cfg->tick_ms : TS_HOST_TICK_MS_DEFAULT) * 1000000u;
     h->election_ticks = cfg->election_ticks != 0 ? cfg->election_ticks : 10;
+    h->checkpoint_entries =
+        cfg->checkpoint_entries != 0 ? cfg->checkpoint_entries : TS_HOST_CHECKPOINT_ENTRIES;
+    h->retain_entries =
+        cfg->log_retain_entries != 0 ? cfg->log_retain_entries : TS_HOST_LOG_RETAIN_ENTRIES;
     h->store = (struct kv_store){.get = st_get,
                                  .put = st_put,
                                  .del = st_del,
@@ -1885,6 +2438,9 @@ int host_start(struct shard *s, const struct host_config *cfg, struct nio *nio, 
                          (unsigned long long)range, ts_strerror(rc));
             }
         }
+    }
+    if (rc == 0) {
+        rc = sync_wal(h); /* what recovery recorded (a snapshot the log had missed) */
     }
     for (uint32_t i = 0; rc == 0 && i < h->cl->n; i++) {
         if (i == h->self_member) {
@@ -1940,6 +2496,8 @@ void host_free(struct host *h)
     const struct ts_allocator *a = h->alloc;
     for (uint32_t i = 0; h->reps != NULL && i < h->reps_n; i++) {
         struct replica *r = &h->reps[i];
+        send_free(h, r);
+        recv_free(h, r);
         raft_free(r->raft);
         ts_free(a, r->props, (size_t)r->props_cap * sizeof *r->props);
         for (uint32_t j = 0; j < r->reads_n; j++) {
@@ -1965,6 +2523,7 @@ void host_free(struct host *h)
     ts_free(a, h->scratch, TS_KV_SCRATCH_BYTES);
     ts_free(a, h->txn, sizeof *h->txn);
     ts_free(a, h->dec, TS_RAFT_MSG_ENTRIES_MAX * sizeof *h->dec);
+    ts_free(a, h->chunk, HOST_CHUNK_BUF_BYTES);
     ts_free(a, h->msgq, (size_t)h->msgq_cap * sizeof *h->msgq);
     ts_free(a, h->cmd, h->cmd_cap);
     ts_free(a, h->wbuf, h->wbuf_cap);

@@ -45,8 +45,12 @@
  * shard sends each peer node at least one frame per tick (an empty RaftBatch when it has
  * nothing else), which is what "silent" is measured against (node-wide, in host_shared).
  *
- * Not yet (issue 7's notes): snapshots (the log is never compacted, so a lagging
- * replica always catches up by log), the meta range.
+ * Log compaction and snapshots: after each checkpoint every group's log is compacted to
+ * log_retain_entries behind the applied index the checkpoint holds; a follower that
+ * needs a compacted entry gets a snapshot streamed from a pinned B-tree checkpoint
+ * (see "Snapshots" in host.c).
+ *
+ * Not yet (issue 7's notes): the meta range (descriptors come from the layout).
  */
 #ifndef TS_SHARD_HOST_H
 #define TS_SHARD_HOST_H
@@ -103,7 +107,9 @@ struct host_config {
     struct host_shared *shared;         /* borrowed */
     uint32_t tick_ms;                   /* 0: TS_HOST_TICK_MS_DEFAULT */
     uint32_t election_ticks;            /* 0: 10 */
-    const struct ts_log *log;           /* borrowed; NULL: silent */
+    uint64_t checkpoint_entries;        /* applied entries between checkpoints; 0: the default */
+    uint64_t log_retain_entries; /* kept behind a checkpoint for lagging followers; 0: default */
+    const struct ts_log *log;    /* borrowed; NULL: silent */
 };
 
 struct host;
@@ -141,6 +147,9 @@ void host_on_forward_answer(struct host *h, const uint8_t *frame, uint32_t len,
                             struct proto_response resp);
 void host_on_raft_batch(struct host *h, struct proto_raft_batch batch, const uint8_t *frame,
                         uint32_t len);
+/* A SnapshotChunk or SnapshotChunkAck (msg, verified) for `group`. */
+void host_on_snapshot_frame(struct host *h, struct proto_message msg, uint64_t group,
+                            const uint8_t *frame, uint32_t len);
 void host_on_peer_up(struct host *h, struct nio_conn *c);
 void host_on_xmsg(struct host *h, const struct xring_msg *m);
 

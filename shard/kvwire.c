@@ -147,6 +147,9 @@ static int parse_txn(struct proto_txn_request t, struct kvwire_txn_space *space,
             return PROTO_STATUS_INVALID_ARGUMENT;
         }
         int rc = check_key(space->cmps[i].key, false, why);
+        if (rc == 0) {
+            rc = check_key(space->cmps[i].end, true, why);
+        }
         if (rc != 0) {
             return rc;
         }

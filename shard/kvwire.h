@@ -40,8 +40,8 @@ struct kvwire_txn_space {
 };
 
 /* Returns 0, or a proto Status (PROTO_STATUS_*) with *why set: InvalidArgument (no key,
- * a sequential put, a txn over its limits or with an empty op), KeyTooLarge,
- * ValueTooLarge, Unsupported (not a key-value request). */
+ * a txn over its limits or with an empty op), KeyTooLarge, ValueTooLarge, Unsupported
+ * (a sequential put, or not a key-value request). */
 int kvwire_parse(struct proto_request req, struct kvwire_txn_space *space, struct kvwire_req *out,
                  const char **why);
 

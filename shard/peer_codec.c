@@ -30,7 +30,7 @@ static proto_ref encode_role(struct proto_builder *b, const struct raft_conf *c,
     return n == 0 ? 0 : proto_create_vector(b, ids, n, sizeof ids[0], sizeof ids[0]);
 }
 
-static proto_ref encode_snapshot(struct proto_builder *b, const struct raft_snapshot_meta *s)
+proto_ref peer_encode_snapshot_meta(struct proto_builder *b, const struct raft_snapshot_meta *s)
 {
     proto_ref lists[4];
     for (uint32_t i = 0; i < 4; i++) {
@@ -82,7 +82,7 @@ proto_ref peer_encode_raft_message(struct proto_builder *b, const struct raft_me
     TS_ASSERT(b != NULL && m != NULL);
     TS_ASSERT(m->type < RAFT_MSG_TYPES_);
     proto_ref entries = m->n_entries > 0 ? encode_entries(b, m->entries, m->n_entries) : 0;
-    proto_ref snap = m->snapshot != NULL ? encode_snapshot(b, m->snapshot) : 0;
+    proto_ref snap = m->snapshot != NULL ? peer_encode_snapshot_meta(b, m->snapshot) : 0;
     proto_raft_message_begin(b);
     proto_raft_message_add_group_id(b, m->group_id);
     proto_raft_message_add_type(b, m->type);
@@ -148,7 +148,7 @@ static int decode_role(struct proto_vec ids, uint8_t role, struct raft_conf *c)
     return 0;
 }
 
-static int decode_snapshot(struct proto_snapshot_meta v, struct raft_snapshot_meta *s)
+int peer_decode_snapshot_meta(struct proto_snapshot_meta v, struct raft_snapshot_meta *s)
 {
     memset(s, 0, sizeof *s);
     s->index = proto_snapshot_meta_index(v);
@@ -216,7 +216,7 @@ int peer_decode_raft_message(struct proto_raft_message v, struct raft_message *m
         if (sv.tab == NULL) {
             return TS_EPROTO;
         }
-        int rc = decode_snapshot(sv, snap);
+        int rc = peer_decode_snapshot_meta(sv, snap);
         if (rc != 0) {
             return rc;
         }

@@ -31,4 +31,10 @@ int peer_decode_raft_message(struct proto_raft_message v, struct raft_message *m
                              struct raft_entry *entries, uint32_t cap,
                              struct raft_snapshot_meta *snap);
 
+/* A snapshot's metadata (index, term, configuration) as a SnapshotMeta table, and back
+ * (TS_EPROTO for a table without a configuration or with a bad one). The snapshot
+ * stream's chunks carry it too. */
+proto_ref peer_encode_snapshot_meta(struct proto_builder *b, const struct raft_snapshot_meta *s);
+int peer_decode_snapshot_meta(struct proto_snapshot_meta v, struct raft_snapshot_meta *s);
+
 #endif

@@ -229,6 +229,19 @@ static void on_frame(struct nio_conn *c, const uint8_t *frame, uint32_t len, voi
         }
         host_on_forward_answer(sv->host, frame, len, proto_message_body_as_response(m));
         return;
+    case PROTO_BODY_SNAPSHOT_CHUNK:
+    case PROTO_BODY_SNAPSHOT_CHUNK_ACK: {
+        if (sv->host == NULL) {
+            close_bad(sv, c, "a snapshot frame, and this node serves no cluster");
+            return;
+        }
+        uint64_t group =
+            proto_message_body_type(m) == PROTO_BODY_SNAPSHOT_CHUNK
+                ? proto_snapshot_chunk_group_id(proto_message_body_as_snapshot_chunk(m))
+                : proto_snapshot_chunk_ack_group_id(proto_message_body_as_snapshot_chunk_ack(m));
+        host_on_snapshot_frame(sv->host, m, group, frame, len);
+        return;
+    }
     case PROTO_BODY_HELLO:
         on_hello(sv, c, proto_message_body_as_hello(m));
         return;

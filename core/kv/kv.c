@@ -1061,30 +1061,39 @@ int kv_range_blob_load(const struct kv_store *s, kv_range_id id, uint8_t slot, v
     return s->get(s->ctx, k, kl, buf, buf_bytes, len);
 }
 
+void kv_range_spans(const struct kv_range *r, struct kv_span out[2])
+{
+    TS_ASSERT(r != NULL && out != NULL);
+    TS_ASSERT(r->lo_len <= TS_KV_KEY_BYTES_MAX && r->hi_len <= TS_KV_KEY_BYTES_MAX);
+    _Static_assert(KV_SPAN_KEY_BYTES >= TS_KV_KEY_BYTES_MAX + 1u, "a stored key fits");
+    out[0].lo_len = dkey(out[0].lo, r->lo, r->lo_len);
+    out[0].hi_len = range_hi(r, out[0].hi);
+    /* The metadata: every key with the prefix 'm' + id, up to the prefix's successor. */
+    struct kv_span *m = &out[1];
+    m->lo_len = meta_key(m->lo, r->id, 0, -1) - 1u;
+    m->hi_len = m->lo_len;
+    memcpy(m->hi, m->lo, m->lo_len);
+    while (m->hi_len > 0 && m->hi[m->hi_len - 1] == 0xff) {
+        m->hi_len--;
+    }
+    TS_ASSERT(m->hi_len > 0); /* the prefix byte 'm' is never 0xff */
+    m->hi[m->hi_len - 1]++;
+}
+
 int kv_range_clear(const struct kv_store *s, const struct kv_range *r, uint64_t *deleted)
 {
     TS_ASSERT(s != NULL && r != NULL);
-    TS_ASSERT(r->lo_len <= TS_KV_KEY_BYTES_MAX && r->hi_len <= TS_KV_KEY_BYTES_MAX);
-    uint8_t lo[KEY_BUF_BYTES], hi[KEY_BUF_BYTES];
-    uint32_t lo_len = dkey(lo, r->lo, r->lo_len), hi_len = range_hi(r, hi);
+    struct kv_span sp[2];
+    kv_range_spans(r, sp);
     uint64_t n = 0, meta = 0;
     int rc = 0;
-    if (key_cmp(lo, lo_len, hi, hi_len) < 0) {
-        rc = s->delete_range(s->ctx, lo, lo_len, hi, hi_len, &n);
+    if (key_cmp(sp[0].lo, sp[0].lo_len, sp[0].hi, sp[0].hi_len) < 0) {
+        rc = s->delete_range(s->ctx, sp[0].lo, sp[0].lo_len, sp[0].hi, sp[0].hi_len, &n);
     }
     if (rc != 0) {
         return rc;
     }
-    /* The metadata: every key with the prefix 'm' + id, up to the prefix's successor. */
-    uint8_t mlo[16], mhi[16];
-    uint32_t mlo_len = meta_key(mlo, r->id, 0, -1) - 1u, mhi_len = mlo_len;
-    memcpy(mhi, mlo, mlo_len);
-    while (mhi_len > 0 && mhi[mhi_len - 1] == 0xff) {
-        mhi_len--;
-    }
-    TS_ASSERT(mhi_len > 0); /* the prefix byte 'm' is never 0xff */
-    mhi[mhi_len - 1]++;
-    rc = s->delete_range(s->ctx, mlo, mlo_len, mhi, mhi_len, &meta);
+    rc = s->delete_range(s->ctx, sp[1].lo, sp[1].lo_len, sp[1].hi, sp[1].hi_len, &meta);
     if (rc == 0 && deleted != NULL) {
         *deleted = n;
     }

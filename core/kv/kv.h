@@ -169,6 +169,18 @@ int kv_range_blob_save(const struct kv_store *s, kv_range_id id, uint8_t slot, c
 int kv_range_blob_load(const struct kv_store *s, kv_range_id id, uint8_t slot, void *buf,
                        uint32_t buf_bytes, uint32_t *len);
 
+/* The stored-key intervals [lo, hi) that hold a range: span 0 its data keys, span 1 its
+ * metadata (state and blobs). What a snapshot of the range copies, and what
+ * kv_range_clear deletes. */
+#define KV_SPAN_KEY_BYTES (TS_KV_KEY_BYTES_MAX + 2u)
+struct kv_span {
+    uint8_t lo[KV_SPAN_KEY_BYTES];
+    uint32_t lo_len;
+    uint8_t hi[KV_SPAN_KEY_BYTES];
+    uint32_t hi_len;
+};
+void kv_range_spans(const struct kv_range *r, struct kv_span out[2]);
+
 /* Deletes the range's data keys in [lo, hi) and all its metadata (state and blobs):
  * a replica removed, or a snapshot about to be installed. *deleted (may be NULL) counts
  * the data keys. */

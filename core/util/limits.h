@@ -269,6 +269,13 @@ _Static_assert(TS_SHARD_NODE_STOP_MS_DEFAULT <= TS_SHARD_NODE_STOP_MS_MAX,
 #define TS_HOST_TICK_MS_DEFAULT 100u
 /* Applied entries between two B-tree checkpoints of a shard. */
 #define TS_HOST_CHECKPOINT_ENTRIES 50000u
+/* Entries kept in a group's log behind the last checkpoint, so that a follower that
+ * lags a little catches up by log; one further behind gets a snapshot. */
+#define TS_HOST_LOG_RETAIN_ENTRIES 10000u
+/* Snapshot stream: bytes of records per chunk (each acknowledged before the next), and
+ * the most a follower holds in memory while a snapshot arrives. */
+#define TS_HOST_SNAPSHOT_CHUNK_BYTES (256u * 1024u)
+#define TS_HOST_SNAPSHOT_BYTES_MAX (1024ull * 1024u * 1024u)
 /* Bytes of log entries read at once when a shard restarts its groups. */
 #define TS_HOST_RECOVER_READ_BYTES (4u * 1024u * 1024u)
 

@@ -14,6 +14,10 @@
  * log and B-tree; a different --initial-cluster or --ranges is refused. --config FILE
  * reads the same options from lines "option = value" (the names without "--").
  *
+ * Tuning: --checkpoint-entries N (applied entries between B-tree checkpoints, default
+ * 50,000) and --log-retain-entries N (entries each group's log keeps behind a checkpoint
+ * for followers that lag a little; one further behind gets a snapshot; default 10,000).
+ *
  * It prints "tesserad: listening on IP:PORT with N shards" once every shard listens (and
  * "tesserad: node ID of cluster C, R ranges" with --data). SIGTERM or SIGINT stops it
  * cleanly: listeners close, answers already read are sent, the log is flushed and the
@@ -146,6 +150,7 @@ static int usage(const char *why)
             "[--pin]\n"
             "                [--initial-cluster ID=IP:PORT,...] [--ranges N]\n"
             "                [--log-level error|warn|info|debug|trace] [--config FILE]\n"
+            "                [--checkpoint-entries N] [--log-retain-entries N]\n"
             "       tesserad --listen IP:PORT [--shards N]   (no --data: Ping only)\n");
     return 2;
 }
@@ -195,6 +200,16 @@ static int option(struct tesserad *t, struct shard_node_config *nc, enum ts_log_
             return usage("--shards is out of bounds");
         }
         nc->shards = (uint32_t)n;
+    } else if (strcmp(name, "checkpoint-entries") == 0 || strcmp(name, "log-retain-entries") == 0) {
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*end != 0 || n == 0 || n > UINT32_MAX) {
+            return usage("--checkpoint-entries and --log-retain-entries take 1..2^32-1");
+        }
+        if (name[0] == 'c') {
+            t->hcfg.checkpoint_entries = n;
+        } else {
+            t->hcfg.log_retain_entries = n;
+        }
     } else if (strcmp(name, "log-level") == 0) {
         if (ts_log_level_parse(v, level) != 0) {
             return usage("unknown log level");
@@ -347,8 +362,10 @@ static int setup_cluster(struct tesserad *t)
                 t->spec, why, me);
         return 2;
     }
-    t->hcfg = (struct host_config){
-        .data_dir = t->data, .cluster = &t->cluster, .shared = &t->shared, .log = &t->log};
+    t->hcfg.data_dir = t->data;
+    t->hcfg.cluster = &t->cluster;
+    t->hcfg.shared = &t->shared;
+    t->hcfg.log = &t->log;
     return 0;
 }
 
