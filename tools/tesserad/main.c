@@ -10,8 +10,9 @@
  * With --data the node serves the key-value API. The first start with
  * --initial-cluster bootstraps: the member whose address is --advertise (default:
  * --listen) is this node, and the cluster's layout (members, ranges) is written to
- * DIR/cluster. Later starts need only --data and --listen: the node restarts from its
- * log and B-tree; a different --initial-cluster or --ranges is refused. --config FILE
+ * DIR/cluster with the shard count. Later starts need only --data and --listen: the node
+ * restarts from its log and B-tree; a different --initial-cluster, --ranges or --shards
+ * is refused. --config FILE
  * reads the same options from lines "option = value" (the names without "--").
  *
  * Tuning: --checkpoint-entries N (applied entries between B-tree checkpoints, default
@@ -288,8 +289,9 @@ static int parse(int argc, char **argv, struct tesserad *t, struct shard_node_co
     return 0;
 }
 
-/* DIR/cluster holds "ranges spec" from the bootstrap; a restart must agree with it. */
-static int cluster_file(struct tesserad *t)
+/* DIR/cluster holds "ranges shards spec" from the bootstrap; a restart must agree with it
+ * (ranges map to shards by number, and each shard's log and tree live in DIR/shard-K). */
+static int cluster_file(struct tesserad *t, struct shard_node_config *nc)
 {
     if (mkdir(t->data, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "tesserad: cannot create %s: %s\n", t->data, strerror(errno));
@@ -300,25 +302,27 @@ static int cluster_file(struct tesserad *t)
     FILE *f = fopen(path, "r");
     if (f != NULL) {
         char line[TESSERAD_SPEC_BYTES + 32];
-        unsigned long ranges = 0;
+        unsigned long ranges = 0, shards = 0;
         char spec[TESSERAD_SPEC_BYTES];
-        bool ok =
-            fgets(line, sizeof line, f) != NULL && sscanf(line, "%lu %2047s", &ranges, spec) == 2;
+        bool ok = fgets(line, sizeof line, f) != NULL &&
+                  sscanf(line, "%lu %lu %2047s", &ranges, &shards, spec) == 3 && shards > 0 &&
+                  shards <= TESSERAD_SHARDS_MAX;
         fclose(f);
         if (!ok) {
             fprintf(stderr, "tesserad: %s is not a cluster file\n", path);
             return 1;
         }
         if ((t->spec[0] != 0 && strcmp(t->spec, spec) != 0) ||
-            (t->ranges != 0 && t->ranges != ranges)) {
+            (t->ranges != 0 && t->ranges != ranges) || (nc->shards != 0 && nc->shards != shards)) {
             fprintf(stderr,
-                    "tesserad: %s belongs to cluster \"%s\" with %lu ranges; refusing "
-                    "a different --initial-cluster or --ranges\n",
-                    t->data, spec, ranges);
+                    "tesserad: %s belongs to cluster \"%s\" with %lu ranges on %lu shards; "
+                    "refusing a different --initial-cluster, --ranges or --shards\n",
+                    t->data, spec, ranges, shards);
             return 1;
         }
         snprintf(t->spec, sizeof t->spec, "%s", spec);
         t->ranges = (uint32_t)ranges;
+        nc->shards = (uint32_t)shards;
         return 0;
     }
     if (t->spec[0] == 0) {
@@ -328,11 +332,17 @@ static int cluster_file(struct tesserad *t)
     if (t->ranges == 0) {
         t->ranges = TS_HOST_RANGES_DEFAULT;
     }
+    if (nc->shards == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nc->shards = cpus < 1                           ? 1
+                     : cpus > (long)TESSERAD_SHARDS_MAX ? TESSERAD_SHARDS_MAX
+                                                        : (uint32_t)cpus;
+    }
     char tmp[TESSERAD_LINE_BYTES + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     f = fopen(tmp, "w");
-    if (f == NULL || fprintf(f, "%u %s\n", t->ranges, t->spec) < 0 || fflush(f) != 0 ||
-        fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+    if (f == NULL || fprintf(f, "%u %u %s\n", t->ranges, nc->shards, t->spec) < 0 ||
+        fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
         fprintf(stderr, "tesserad: cannot write %s: %s\n", path, strerror(errno));
         return 1;
     }
@@ -340,9 +350,9 @@ static int cluster_file(struct tesserad *t)
 }
 
 /* This node's id: the member whose address is --advertise (or --listen). */
-static int setup_cluster(struct tesserad *t)
+static int setup_cluster(struct tesserad *t, struct shard_node_config *nc)
 {
-    int rc = cluster_file(t);
+    int rc = cluster_file(t, nc);
     if (rc != 0) {
         return rc;
     }
@@ -383,7 +393,7 @@ int main(int argc, char **argv)
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         t.shared.start_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
-        rc = setup_cluster(&t);
+        rc = setup_cluster(&t, &nc);
         if (rc != 0) {
             return rc;
         }
