@@ -6,8 +6,9 @@
  *
  * Tessera (driver_tessera.c): a thread per worker, each with its own tessera_client and
  * its own poll loop (the client is single-threaded by design); only net/client/tessera.h
- * is used. ZooKeeper (driver_zk.c): a session per worker (--conns sessions), an issuing
- * thread of ours per session; completions run on libzookeeper-mt's completion thread.
+ * is used. ZooKeeper (driver_zk.c): a session per worker (--conns sessions), each with
+ * libzookeeper-mt's I/O and completion threads; an operation's completion issues the next
+ * one, and a few issuing threads of ours fill, pace (--rate) and end each phase.
  */
 #ifndef TB_DRIVER_H
 #define TB_DRIVER_H

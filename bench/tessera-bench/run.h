@@ -5,8 +5,9 @@
  * and recording its completion.
  *
  * Threads. A worker is one thread's worth of load: for the Tessera driver a thread with
- * its own tessera_client and loop; for the ZooKeeper driver one session, whose issuing
- * thread is ours and whose completions run on ZooKeeper's completion thread. A worker owns
+ * its own tessera_client and loop; for the ZooKeeper driver one session, whose next
+ * operation is issued from the completion of the last (on ZooKeeper's completion thread)
+ * or by one of the driver's two pump threads, one at a time per session. A worker owns
  * a fixed table of operation slots (its clients x --inflight) and a free list of them. The
  * worker's lock guards the free list and its stats; it is taken once per operation by the
  * worker's own threads and once a second by main, so it is never a shared hot path. The
@@ -67,8 +68,8 @@ struct tb_worker {
     struct tb_op *ops;
     struct ts_rand rand;
     struct tb_rate rate;
-    uint64_t issued; /* operations admitted, the rate schedule's n (worker's thread only) */
-    bool done;       /* admission said no more (worker's thread only) */
+    uint64_t issued; /* operations admitted, the rate schedule's n (by the one admitter) */
+    bool done;       /* admission said no more (by the one admitter) */
     uint8_t *value;  /* val_size bytes, the value every put writes */
     char *keys;      /* nops keys of key_size bytes */
     char *paths;     /* nops znode paths (ZooKeeper only, else NULL) */
