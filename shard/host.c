@@ -51,11 +51,14 @@ struct cref {
 /* A request forwarded to the leader's node, waiting for its answer. */
 struct fwd {
     struct cref c;
+    uint64_t node; /* where it went */
     uint64_t deadline_ns;
 };
 
 /* A buffer that crosses a ring; it returns to its owner (HX_RELEASE) to be freed. */
 struct xbuf {
+    struct xbuf *prev; /* the owner's list of buffers out (freed at host_free) */
+    struct xbuf *next;
     uint32_t size; /* allocation, header included */
     uint32_t len;
     struct cref c;
@@ -206,7 +209,8 @@ struct host {
     struct wal_entry *went;
     uint32_t went_cap;
 
-    struct xout *xq; /* messages a full ring refused, retried each iteration */
+    struct xbuf *xbufs; /* buffers this shard sent and that have not come back */
+    struct xout *xq;    /* messages a full ring refused, retried each iteration */
     uint32_t xq_n;
     uint32_t xq_cap;
 
@@ -462,11 +466,26 @@ static struct xbuf *xbuf_new(struct host *h, const uint8_t *data, uint32_t len, 
     x->len = len;
     x->c = c;
     memcpy(x->data, data, len);
+    x->prev = NULL;
+    x->next = h->xbufs;
+    if (h->xbufs != NULL) {
+        h->xbufs->prev = x;
+    }
+    h->xbufs = x;
     return x;
 }
 
+/* On the owner's shard: a buffer came back (or the node is gone). */
 static void xbuf_free(struct host *h, struct xbuf *x)
 {
+    if (x->prev != NULL) {
+        x->prev->next = x->next;
+    } else {
+        h->xbufs = x->next;
+    }
+    if (x->next != NULL) {
+        x->next->prev = x->prev;
+    }
     ts_free(h->alloc, x, x->size);
 }
 
@@ -596,15 +615,17 @@ static void answer_not_leader(struct host *h, struct cref c, struct replica *r)
 {
     h->stats.not_leader++;
     raft_id leader = raft_leader(r->raft);
-    answer_status(h, c, leader != 0 ? PROTO_STATUS_NOT_LEADER : PROTO_STATUS_UNAVAILABLE,
+    /* NotLeader either way: nothing was proposed, so the client may retry (after a
+     * back-off when there is no hint); Unavailable is kept for unknown outcomes. */
+    answer_status(h, c, PROTO_STATUS_NOT_LEADER,
                   leader != 0 ? "this node does not lead the range" : "the range has no leader yet",
                   leader, leader != 0 ? r->range : 0);
 }
 
 /* ---- Forwarding to the leader's node --------------------------------------------------------- */
 
-#define HOST_FWD_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
-#define HOST_ID_VOFF 4u /* Request.id and Response.id: field 0 */
+#define HOST_FWD_TIMEOUT_NS (4ull * 1000 * 1000 * 1000) /* under the client's 5 s default */
+#define HOST_ID_VOFF 4u                                 /* Request.id and Response.id: field 0 */
 
 static struct peer *peer_of(struct host *h, uint64_t node)
 {
@@ -654,7 +675,7 @@ static bool forward(struct host *h, struct cref c, const uint8_t *frame, uint32_
         ts_free(h->alloc, f, sizeof *f);
         return false;
     }
-    *f = (struct fwd){.c = c, .deadline_ns = mono_ns() + HOST_FWD_TIMEOUT_NS};
+    *f = (struct fwd){.c = c, .node = node, .deadline_ns = mono_ns() + HOST_FWD_TIMEOUT_NS};
     h->stats.forwarded++;
     return true;
 }
@@ -673,24 +694,42 @@ void host_on_forward_answer(struct host *h, const uint8_t *frame, uint32_t len,
     ts_free(h->alloc, f, sizeof *f);
 }
 
-/* Forwarded requests whose answer never came: the client is told, not left waiting. */
-static void fwds_expire(struct host *h, uint64_t now)
+/* Forwarded requests whose answer will not come: past their deadline, or (node != 0)
+ * sent to a node whose link dropped. The client is told at once, with a status it
+ * retries: the outcome of a forwarded write is unknown, so Unavailable. */
+static void fwds_fail(struct host *h, uint64_t now, uint64_t node)
 {
-    uint32_t pos = 0;
-    uint64_t id;
-    void *v;
     uint64_t dead[64];
-    uint32_t n = 0;
-    while (n < 64 && ts_map64_next(&h->fwds, &pos, &id, &v)) {
-        if (((struct fwd *)v)->deadline_ns < now) {
-            dead[n++] = id;
+    uint32_t n;
+    do {
+        uint32_t pos = 0;
+        uint64_t id;
+        void *v;
+        n = 0;
+        while (n < 64 && ts_map64_next(&h->fwds, &pos, &id, &v)) {
+            const struct fwd *f = v;
+            if (node != 0 ? f->node == node : f->deadline_ns < now) {
+                dead[n++] = id;
+            }
         }
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        struct fwd *f = ts_map64_del(&h->fwds, dead[i]);
-        answer_status(h, f->c, PROTO_STATUS_TIMEOUT,
-                      "the leader's node did not answer the forwarded request", 0, 0);
-        ts_free(h->alloc, f, sizeof *f);
+        for (uint32_t i = 0; i < n; i++) {
+            struct fwd *f = ts_map64_del(&h->fwds, dead[i]);
+            answer_status(h, f->c, PROTO_STATUS_UNAVAILABLE,
+                          node != 0 ? "the link to the leader's node dropped; the request may "
+                                      "or may not have been applied"
+                                    : "the leader's node did not answer the forwarded request",
+                          0, 0);
+            ts_free(h->alloc, f, sizeof *f);
+        }
+    } while (n == 64);
+}
+
+void host_on_peer_down(struct host *h, struct nio_conn *c)
+{
+    for (uint32_t i = 0; i < h->peers_n; i++) {
+        if (h->peers[i].link == c) {
+            fwds_fail(h, 0, h->peers[i].node);
+        }
     }
 }
 
@@ -2102,7 +2141,7 @@ static void on_tick(struct shard_timer *t, void *data)
         h->peers[i].sent = false;
     }
     gauges_update(h);
-    fwds_expire(h, mono_ns());
+    fwds_fail(h, mono_ns(), 0);
     snaps_expire(h, mono_ns());
     (void)shard_timer_start(h->loop, t, now + h->tick_ns, on_tick, h);
 }
@@ -2528,8 +2567,9 @@ void host_free(struct host *h)
     ts_free(a, h->cmd, h->cmd_cap);
     ts_free(a, h->wbuf, h->wbuf_cap);
     ts_free(a, h->went, (size_t)h->went_cap * sizeof *h->went);
-    for (uint32_t i = 0; i < h->xq_n; i++) {
-        (void)i; /* messages never delivered: their buffers die with the process's heap */
+    /* Every shard has left its loop (fini_cb): buffers still out will not come back. */
+    while (h->xbufs != NULL) {
+        xbuf_free(h, h->xbufs);
     }
     ts_free(a, h->xq, (size_t)h->xq_cap * sizeof *h->xq);
     uint32_t pos = 0;

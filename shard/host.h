@@ -151,6 +151,8 @@ void host_on_raft_batch(struct host *h, struct proto_raft_batch batch, const uin
 void host_on_snapshot_frame(struct host *h, struct proto_message msg, uint64_t group,
                             const uint8_t *frame, uint32_t len);
 void host_on_peer_up(struct host *h, struct nio_conn *c);
+/* A link to a peer went down: requests forwarded on it are answered at once. */
+void host_on_peer_down(struct host *h, struct nio_conn *c);
 void host_on_xmsg(struct host *h, const struct xring_msg *m);
 
 void host_get_stats(const struct host *h, struct host_stats *out);

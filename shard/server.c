@@ -259,6 +259,15 @@ static void on_peer_up(struct nio_conn *c, void *data)
     }
 }
 
+static void on_peer_down(struct nio_conn *c, int reason, void *data)
+{
+    struct server *sv = data;
+    (void)reason;
+    if (sv->host != NULL) {
+        host_on_peer_down(sv->host, c);
+    }
+}
+
 void server_set_host(struct server *sv, struct host *h, uint64_t cluster_id)
 {
     sv->host = h;
@@ -303,6 +312,7 @@ int server_start(struct shard *s, const struct server_config *cfg, struct server
                                .on_frame = on_frame,
                                .on_close = on_close,
                                .on_peer_up = on_peer_up,
+                               .on_peer_down = on_peer_down,
                                .data = sv};
     rc = nio_create(shard_loop_ring(sv->loop), SHARD_TAG_NIO, &cfg->nio, &cb, a, &sv->nio);
     if (rc == 0) {

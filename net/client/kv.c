@@ -15,7 +15,8 @@
 #include <string.h>
 
 _Static_assert(TESSERA_KEY_BYTES_MAX == TS_KV_KEY_BYTES_MAX, "the public limit is the server's");
-_Static_assert(TESSERA_VALUE_BYTES_MAX == TS_KV_VALUE_BYTES_MAX, "the public limit is the server's");
+_Static_assert(TESSERA_VALUE_BYTES_MAX == TS_KV_VALUE_BYTES_MAX,
+               "the public limit is the server's");
 _Static_assert(TESSERA_TXN_OPS_MAX * 2 * (TS_KEY_BYTES_MAX + 64) < TS_FRAME_BYTES_MAX,
                "a txn of keys alone fits a frame");
 _Static_assert((int)TESSERA_LINEARIZABLE == PROTO_CONSISTENCY_LINEARIZABLE, "wire values");
@@ -585,7 +586,7 @@ static void range_page_cb(void *data, int status, const struct tessera_response 
         w->rows++;
         w->row_rc = w->row != NULL ? w->row(w->row_data, &kv) : 0;
     }
-    w->count = resp->u.range.count;
+    w->count += resp->u.range.count; /* one page per range: their counts add up */
     w->more = resp->u.range.more && w->row_rc == 0;
     if (w->more && resp->u.range.next_key != NULL &&
         !key_after(resp->u.range.next_key, resp->u.range.next_key_len, w->page_key,
