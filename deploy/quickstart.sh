@@ -2,12 +2,10 @@
 # One command from a fresh Debian machine (root, apt works): installs the dependencies,
 # builds the release configuration and shows what Tessera can do today.
 #
-# Tessera is being built bottom-up (see README.md, "Status"). Today this builds
-# everything and shows what runs: the wire codec against flatc's C++ code, the WAL's
-# group commit on this machine's disk, Raft's throughput in memory, a seeded simulated
-# cluster under faults, and tesserad (the shards and the transport: it answers Ping)
-# driven with pipelined pings over loopback. When the key-value server lands (issue 7),
-# this script starts a local 3-node cluster and runs a short tessera-bench.
+# Then it starts a local 3-node cluster on loopback (deploy/cluster.sh), runs 10 s of
+# tessera-bench puts and 10 s of linearizable gets against it, prints their summaries
+# and shows the CLI. The cluster keeps running for you to try: stop it with
+#   TESSERA_CLUSTER_DIR=build/quickstart deploy/cluster.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,39 +24,45 @@ for f in build/release/core/util/libts_util.a build/release/net/proto/libts_prot
     [ -e "$f" ] && echo "  $f"
 done
 
-echo
-echo "== wire codec benchmark: Tessera's C codec vs flatc's C++ code (encode + verify + decode)"
-./build/release/bench/micro/proto_bench --runs 5
+dir=build/quickstart
+export TESSERA_CLUSTER_DIR="$PWD/$dir" TESSERA_BIN="$PWD/build/release/tools"
+export TESSERA_BASE_PORT=${TESSERA_BASE_PORT:-7001}
+eps="127.0.0.1:$TESSERA_BASE_PORT,127.0.0.1:$((TESSERA_BASE_PORT + 1)),127.0.0.1:$((TESSERA_BASE_PORT + 2))"
 
 echo
-echo "== write-ahead log: group commit on this disk (about 20 s)"
-./build/release/bench/micro/wal_bench --quick
+echo "== a local 3-node cluster on loopback (2 shards each, 64 ranges, data in $dir)"
+./deploy/cluster.sh start 3
 
 echo
-echo "== Raft in memory: 3 replicas, batched 64-byte entries (about 20 s)"
-./build/release/bench/micro/raft_bench --only-throughput --runs 3 --entries 1000000
+echo "== tessera-bench: 10 s of puts, 64 clients, 8-byte keys, 256-byte values"
+./build/release/bench/tessera-bench/tessera-bench put --endpoints "$eps" --duration 10 \
+    --clients 64 --conns 8 --inflight 1 --key-size 8 --val-size 256 --keyspace 100000
 
 echo
-echo "== a simulated cluster under faults: 200 seeds (crashes, partitions, lost writes)"
-./build/release/tests/sim/tessera-sim --seeds 200
+echo "== tessera-bench: 10 s of linearizable gets of those keys, 64 clients"
+./build/release/bench/tessera-bench/tessera-bench get --endpoints "$eps" --duration 10 \
+    --clients 64 --conns 8 --inflight 1 --key-size 8 --val-size 256 --keyspace 100000
 
 echo
-echo "== tesserad: one node, 2 shards, answering pipelined pings on loopback"
-log=$(mktemp /tmp/tesserad.XXXXXX)
-./build/release/tools/tesserad --listen 127.0.0.1:0 --shards 2 >"$log" 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$log" && break; sleep 0.05; done
-cat "$log"
-port=$(sed -nE 's/.*:([0-9]+) with.*/\1/p' "$log")
-./build/release/bench/micro/transport_bench --addr "127.0.0.1:$port" --conns 16 --depth 16 \
-    --requests 1000000 --server-pid "$pid"
-kill -TERM "$pid"
-wait "$pid" && echo "tesserad stopped cleanly on SIGTERM"
-rm -f "$log"
+echo "== the CLI"
+cli="./build/release/tools/tessera --endpoints $eps"
+set -x
+$cli put greeting "hello, tessera"
+$cli get greeting
+$cli --output json get greeting
+$cli range "" --prefix --count-only
+$cli members --output table
+{ set +x; } 2>/dev/null
 
 cat <<'TXT'
 
 == what next
+  The cluster is still running:    export TESSERA_ENDPOINTS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+                                   ./build/release/tools/tessera put k v; ./build/release/tools/tessera get k
+                                   ./build/release/tools/tessera --help
+  Its status, and stopping it:     TESSERA_CLUSTER_DIR=build/quickstart deploy/cluster.sh status
+                                   TESSERA_CLUSTER_DIR=build/quickstart deploy/cluster.sh stop
+  Load it:                         ./build/release/bench/tessera-bench/tessera-bench --help
   Run the whole test suite:        ./tests/run.sh
   Run one test binary:             ./build/release/tests/unit/net/proto/unit_net_proto
   Run one Criterion test:          ./build/release/tests/unit/net/proto/unit_net_proto \
@@ -67,6 +71,8 @@ cat <<'TXT'
                                    ./build/release/tools/tessera-admin wal check DIR
   WAL vs fio, side by side:        bench/compare/wal_vs_fio.sh
   Transport vs Redis, side by side: bench/compare/transport_vs_redis.sh
+  Codec vs flatc's C++ code:       ./build/release/bench/micro/proto_bench --runs 5
+  Raft in memory:                  ./build/release/bench/micro/raft_bench
   Replay one simulated run:        ./build/release/tests/sim/tessera-sim --seed 42 --trace
   Soak the simulator:              ./build/release/tests/sim/tessera-sim --long --seconds 600
   Benchmarks and their ratios:     bench/RESULTS.md
