@@ -156,15 +156,28 @@ static int usage(const char *why)
     return 2;
 }
 
-/* Strings given on the command line or read from --config live until exit. */
+/* Strings given on the command line or read from --config live until the end of main,
+ * which frees them. */
+#define TESSERAD_KEPT_MAX 64u
+static char *kept[TESSERAD_KEPT_MAX];
+static uint32_t kept_n;
+
 static const char *keep(const char *s)
 {
-    char *d = strdup(s);
+    char *d = kept_n < TESSERAD_KEPT_MAX ? strdup(s) : NULL;
     if (d == NULL) {
-        fprintf(stderr, "tesserad: out of memory\n");
-        exit(1);
+        fprintf(stderr, "tesserad: out of memory, or too many options\n");
+        exit(2);
     }
+    kept[kept_n++] = d;
     return d;
+}
+
+static void kept_free(void)
+{
+    while (kept_n > 0) {
+        free(kept[--kept_n]);
+    }
 }
 
 static int option(struct tesserad *t, struct shard_node_config *nc, enum ts_log_level *level,
@@ -384,6 +397,7 @@ int main(int argc, char **argv)
     static struct tesserad t;
     struct shard_node_config nc = {0};
     enum ts_log_level level = TS_LOG_LEVEL_INFO;
+    atexit(kept_free);
     int rc = parse(argc, argv, &t, &nc, &level);
     if (rc != 0) {
         return rc;
