@@ -325,6 +325,21 @@ for s in etcd zk tessera; do
 done
 start=$SECONDS
 declare -A LOAD
+
+# The disk's own floor for a durable write: fio, 4 KiB pwrite + fdatasync at queue depth
+# 1 (psync), 10 s, on the file system the clusters use. The issue's goal: a single
+# client's put p99 at most 1.5x this p99.
+FIO_P99=""
+if command -v fio >/dev/null && [[ ",$only," == *",tessera,"* ]]; then
+    fio_dir=$(mktemp -d "$base_dir/tessera-kvcmp-fio.XXXXXX")
+    if fio --name=fdatasync --directory="$fio_dir" --ioengine=psync --rw=write --bs=4k \
+        --size=256m --fdatasync=1 --runtime=10 --time_based --output-format=json \
+        >"$fio_dir/out.json" 2>/dev/null; then
+        FIO_P99=$(/usr/bin/python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]["sync"]["lat_ns"]["percentile"]; print("%.1f" % (float(j["99.000000"]) / 1000))' "$fio_dir/out.json" 2>/dev/null || true)
+    fi
+    rm -rf "$fio_dir"
+    log "fio 4 KiB write + fdatasync p99: ${FIO_P99:-n/a} us"
+fi
 for s in "${systems[@]}"; do
     # other work on the machine skews every figure: the load average is printed with them
     LOAD[$s]=$(cut -d' ' -f1 /proc/loadavg)
@@ -385,10 +400,19 @@ if [ $have_tessera = 1 ]; then
             printf "| 3-node cluster, %s, 8 B keys, 256 B values: Tessera vs %s (ops/s) | %.0f ops/s | %.0f ops/s | %s | %s | \`bench/compare/kv_vs_etcd_zk.sh\` |\n" \
                 "${LABEL[$wl]}" "${NAME[$a]}" "${OPS[tessera,$wl]}" "${OPS[$a,$wl]}" \
                 "$(ratio "${OPS[tessera,$wl]}" "${OPS[$a,$wl]}")" "$today"
+            if [ -n "${P99[tessera,$wl]:-}" ] && [ -n "${P99[$a,$wl]:-}" ]; then
+                printf "| same, p99 latency (µs; ratio: %s / Tessera) | %.0f | %.0f | %s | %s | \`bench/compare/kv_vs_etcd_zk.sh\` |\n" \
+                    "${NAME[$a]%% *}" "${P99[tessera,$wl]}" "${P99[$a,$wl]}" "$(ratio "${P99[$a,$wl]}" "${P99[tessera,$wl]}")" "$today"
+            fi
             if [ -n "${CPU[tessera,$wl]:-}" ] && [ -n "${CPU[$a,$wl]:-}" ]; then
                 printf "| same, server CPU per operation (µs, 3 servers, from /proc; ratio: %s / Tessera) | %s | %s | %s | %s | \`bench/compare/kv_vs_etcd_zk.sh\` |\n" \
                     "${NAME[$a]%% *}" "${CPU[tessera,$wl]}" "${CPU[$a,$wl]}" "$(ratio "${CPU[$a,$wl]}" "${CPU[tessera,$wl]}")" "$today"
             fi
         done
     done
+    if [ -n "$FIO_P99" ] && [ -n "${P99[tessera,put-1]:-}" ]; then
+        goal=$(awk -v f="$FIO_P99" 'BEGIN { printf "%.1f", 1.5 * f }')
+        printf "| 3-node cluster, put, 1 client: Tessera p99 vs 1.5x fio's 4 KiB write+fdatasync p99 (µs; goal: ratio >= 1) | %.0f | %s (fio p99 %s) | %s | %s | \`bench/compare/kv_vs_etcd_zk.sh\` |\n" \
+            "${P99[tessera,put-1]}" "$goal" "$FIO_P99" "$(ratio "$goal" "${P99[tessera,put-1]}")" "$today"
+    fi
 fi
