@@ -161,14 +161,28 @@ static int spawn(struct e2e_cluster *c, uint32_t i, bool first)
         if (log < 0 || dup2(out[1], STDOUT_FILENO) < 0 || dup2(log, STDERR_FILENO) < 0) {
             _exit(127);
         }
+        const char *argv[16 + E2E_EXTRA_ARGS_MAX];
+        uint32_t k = 0;
+        argv[k++] = c->tesserad;
+        argv[k++] = "--data";
+        argv[k++] = nd->dir;
+        argv[k++] = "--listen";
+        argv[k++] = nd->addr;
+        argv[k++] = "--log-level";
+        argv[k++] = "warn";
         if (first) {
-            execl(c->tesserad, c->tesserad, "--data", nd->dir, "--listen", nd->addr,
-                  "--initial-cluster", c->spec, "--shards", shards, "--ranges", ranges,
-                  "--log-level", "warn", (char *)NULL);
-        } else {
-            execl(c->tesserad, c->tesserad, "--data", nd->dir, "--listen", nd->addr, "--log-level",
-                  "warn", (char *)NULL);
+            argv[k++] = "--initial-cluster";
+            argv[k++] = c->spec;
+            argv[k++] = "--shards";
+            argv[k++] = shards;
+            argv[k++] = "--ranges";
+            argv[k++] = ranges;
         }
+        for (uint32_t x = 0; x < E2E_EXTRA_ARGS_MAX && c->extra[x] != NULL; x++) {
+            argv[k++] = c->extra[x];
+        }
+        argv[k] = NULL;
+        execv(c->tesserad, (char *const *)argv);
         _exit(127);
     }
     close(out[1]);
@@ -213,7 +227,10 @@ static bool log_says_no_uring(const struct e2e_node *nd)
 static int setup(struct e2e_cluster *c, const char *tesserad, uint32_t n, uint32_t shards,
                  uint32_t ranges)
 {
+    const char *extra[E2E_EXTRA_ARGS_MAX + 1];
+    memcpy(extra, c->extra, sizeof extra); /* the caller's, set before the start */
     memset(c, 0, sizeof *c);
+    memcpy(c->extra, extra, sizeof extra);
     for (uint32_t i = 0; i < E2E_NODES_MAX; i++) {
         c->node[i].out_fd = -1;
     }

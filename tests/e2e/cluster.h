@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 #define E2E_NODES_MAX 5u
+#define E2E_EXTRA_ARGS_MAX 8u
 #define E2E_PATH_BYTES 256u
 #define E2E_SKIP 77                   /* what e2e_cluster_start returns without io_uring */
 #define E2E_START_TIMEOUT_MS 60000u   /* a node prints its "node N" line */
@@ -60,6 +61,9 @@ struct e2e_cluster {
     char spec[512];      /* --initial-cluster */
     char endpoints[512]; /* every node, in node order: the client's cfg.endpoints */
     struct e2e_node node[E2E_NODES_MAX];
+    /* Options added to every start and restart (e.g. "--checkpoint-entries", "100"),
+     * NULL-terminated; set before e2e_cluster_start. Borrowed. */
+    const char *extra[E2E_EXTRA_ARGS_MAX + 1];
 };
 
 /* Makes ROOT, picks ports and starts n nodes (ids 1..n, node i is node[i - 1]), each
