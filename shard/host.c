@@ -2589,3 +2589,8 @@ void host_get_stats(const struct host *h, struct host_stats *out)
 {
     *out = h->stats;
 }
+
+bool host_failed(const struct host *h)
+{
+    return h != NULL && h->failed;
+}

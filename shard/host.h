@@ -156,6 +156,8 @@ void host_on_peer_down(struct host *h, struct nio_conn *c);
 void host_on_xmsg(struct host *h, const struct xring_msg *m);
 
 void host_get_stats(const struct host *h, struct host_stats *out);
+/* True when the shard stopped the node after a storage failure (the log says which). */
+bool host_failed(const struct host *h);
 
 /* Layout, for the server and the tests. */
 uint64_t host_range_of_key(const struct host_cluster *c, const uint8_t *key, uint32_t len);

@@ -22,10 +22,12 @@
  * It prints "tesserad: listening on IP:PORT with N shards" once every shard listens (and
  * "tesserad: node ID of cluster C, R ranges" with --data). SIGTERM or SIGINT stops it
  * cleanly: listeners close, answers already read are sent, the log is flushed and the
- * B-tree checkpointed. Exit 0 after a clean stop, 1 when it cannot start or a shard
- * failed, 2 on a usage error.
+ * B-tree checkpointed. Exit 0 after a clean stop, 1 when it cannot start, a shard failed
+ * or a shard stopped the node after a storage failure (a log write, an fsync, the
+ * B-tree), 2 on a usage error.
  */
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -58,6 +60,7 @@ struct tesserad {
     struct host_cluster cluster;
     struct host_shared shared;
     struct host_config hcfg;
+    _Atomic bool failed; /* a shard stopped the node after a storage failure */
 };
 
 static int init_cb(struct shard *s, void *data)
@@ -102,6 +105,9 @@ static void fini_cb(struct shard *s, void *data)
 {
     struct tesserad *t = data;
     uint32_t id = shard_get_id(s);
+    if (host_failed(t->hosts[id])) {
+        t->failed = true;
+    }
     host_free(t->hosts[id]);
     t->hosts[id] = NULL;
 }
@@ -442,6 +448,11 @@ int main(int argc, char **argv)
     }
     if (rc != 0) {
         fprintf(stderr, "tesserad: cannot start: %s\n", ts_strerror(rc));
+        return 1;
+    }
+    if (t.failed) {
+        fprintf(stderr, "tesserad: stopped after a storage failure (see the log above); "
+                        "a restart recovers from the last durable state\n");
         return 1;
     }
     return wrc == 0 ? 0 : 1;
