@@ -196,6 +196,8 @@ struct host {
     const struct raft_message **msgq;
     uint32_t msgq_n;
     uint32_t msgq_cap;
+    proto_ref *refs; /* one frame's message tables */
+    uint32_t refs_cap;
 
     struct proto_builder out_b; /* raft frames */
     struct proto_builder ans_b; /* answers */
@@ -340,7 +342,7 @@ int host_cluster_parse(const char *spec, uint64_t self, uint32_t ranges, struct 
         }
         p = end + 1;
         size_t len = strcspn(p, ",");
-        if (len == 0 || len >= HOST_ADDR_BYTES) {
+        if (len == 0 || len >= TS_HOST_ADDR_BYTES) {
             *why = "a member's address is empty or too long";
             return TS_EINVAL;
         }
@@ -624,8 +626,7 @@ static void answer_not_leader(struct host *h, struct cref c, struct replica *r)
 
 /* ---- Forwarding to the leader's node --------------------------------------------------------- */
 
-#define HOST_FWD_TIMEOUT_NS (4ull * 1000 * 1000 * 1000) /* under the client's 5 s default */
-#define HOST_ID_VOFF 4u                                 /* Request.id and Response.id: field 0 */
+#define HOST_ID_VOFF 4u /* Request.id and Response.id: field 0 */
 
 static struct peer *peer_of(struct host *h, uint64_t node)
 {
@@ -675,7 +676,7 @@ static bool forward(struct host *h, struct cref c, const uint8_t *frame, uint32_
         ts_free(h->alloc, f, sizeof *f);
         return false;
     }
-    *f = (struct fwd){.c = c, .node = node, .deadline_ns = mono_ns() + HOST_FWD_TIMEOUT_NS};
+    *f = (struct fwd){.c = c, .node = node, .deadline_ns = mono_ns() + TS_HOST_FWD_TIMEOUT_NS};
     h->stats.forwarded++;
     return true;
 }
@@ -915,86 +916,6 @@ static void msgq_add(struct host *h, const struct raft_message *m, size_t n)
     }
 }
 
-static void send_frame(struct host *h, struct peer *p, uint32_t first, bool any)
-{
-    struct proto_builder *b = &h->out_b;
-    proto_builder_reset(b);
-    proto_ref refs_stack[256];
-    proto_ref *refs = refs_stack;
-    uint32_t n = 0, cap = 256;
-    proto_ref *heap = NULL;
-    for (uint32_t i = first; any && i < h->msgq_n; i++) {
-        const struct raft_message *m = h->msgq[i];
-        if (m->to != p->node || m->type == RAFT_MSG_SNAPSHOT) {
-            continue;
-        }
-        if (n == cap) {
-            uint32_t ncap = cap * 2;
-            proto_ref *q = ts_alloc(h->alloc, (size_t)ncap * sizeof *q);
-            if (q == NULL) {
-                break;
-            }
-            memcpy(q, refs, (size_t)n * sizeof *q);
-            if (heap != NULL) {
-                ts_free(h->alloc, heap, (size_t)cap * sizeof *heap);
-            }
-            heap = refs = q;
-            cap = ncap;
-        }
-        refs[n++] = peer_encode_raft_message(b, m);
-    }
-    if (any && n == 0) {
-        if (heap != NULL) {
-            ts_free(h->alloc, heap, (size_t)cap * sizeof *heap);
-        }
-        return;
-    }
-    proto_ref vec = n > 0 ? proto_create_vec_ref(b, refs, n) : 0;
-    if (heap != NULL) {
-        ts_free(h->alloc, heap, (size_t)cap * sizeof *heap);
-    }
-    proto_raft_batch_begin(b);
-    proto_raft_batch_add_from_node(b, h->cl->self);
-    proto_raft_batch_add_to_node(b, p->node);
-    proto_raft_batch_add_cluster_id(b, h->cl->cluster_id);
-    if (vec != 0) {
-        proto_raft_batch_add_messages(b, vec);
-    }
-    proto_ref batch = proto_raft_batch_end(b);
-    proto_message_begin(b);
-    proto_message_add_body(b, PROTO_BODY_RAFT_BATCH, batch);
-    proto_ref msg = proto_message_end(b);
-    const uint8_t *frame;
-    uint32_t len;
-    int rc = proto_message_finish(b, msg, true, &frame, &len);
-    if (rc != 0) {
-        HOST_LOG(h, WARN,
-                 "shard %u: a raft frame to node %llu could not be built: %s (raft resends)",
-                 h->shard_id, (unsigned long long)p->node, ts_strerror(rc));
-        return;
-    }
-    if (p->link != NULL && nio_send(p->link, frame, len) == 0) {
-        p->sent = true;
-        h->stats.frames_out++;
-    }
-}
-
-/* Sends the queued messages from `first` on, one frame per peer node. */
-static void msgq_flush(struct host *h, uint32_t first)
-{
-    for (uint32_t i = 0; i < h->peers_n && first < h->msgq_n; i++) {
-        send_frame(h, &h->peers[i], first, true);
-    }
-}
-
-/* ---- Snapshots ----------------------------------------------------------------------------------
- */
-
-static struct replica *replica_of(struct host *h, uint64_t range);
-
-#define HOST_SNAP_ACK_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
-#define HOST_SNAP_RECV_TIMEOUT_NS (30ull * 1000 * 1000 * 1000)
-
 /* Sends a peer message (a Message with the given body) on this shard's link to node. */
 static bool send_body(struct host *h, uint64_t node, uint8_t type, proto_ref body)
 {
@@ -1015,6 +936,51 @@ static bool send_body(struct host *h, uint64_t node, uint8_t type, proto_ref bod
     h->stats.frames_out++;
     return true;
 }
+
+/* One RaftBatch to p: the queued messages for it from `first` on (any), or none (a
+ * keep-alive). Nothing is sent when `any` finds no message for p. A frame that cannot be
+ * built or queued is dropped: raft resends what matters. */
+static void send_frame(struct host *h, struct peer *p, uint32_t first, bool any)
+{
+    struct proto_builder *b = &h->out_b;
+    proto_builder_reset(b);
+    uint32_t n = 0;
+    for (uint32_t i = first; any && i < h->msgq_n; i++) {
+        const struct raft_message *m = h->msgq[i];
+        if (m->to != p->node || m->type == RAFT_MSG_SNAPSHOT) {
+            continue;
+        }
+        if (!grow(h->alloc, (void **)&h->refs, &h->refs_cap, n + 1, sizeof *h->refs)) {
+            break;
+        }
+        h->refs[n++] = peer_encode_raft_message(b, m);
+    }
+    if (any && n == 0) {
+        return;
+    }
+    proto_ref vec = n > 0 ? proto_create_vec_ref(b, h->refs, n) : 0;
+    proto_raft_batch_begin(b);
+    proto_raft_batch_add_from_node(b, h->cl->self);
+    proto_raft_batch_add_to_node(b, p->node);
+    proto_raft_batch_add_cluster_id(b, h->cl->cluster_id);
+    if (vec != 0) {
+        proto_raft_batch_add_messages(b, vec);
+    }
+    (void)send_body(h, p->node, PROTO_BODY_RAFT_BATCH, proto_raft_batch_end(b));
+}
+
+/* Sends the queued messages from `first` on, one frame per peer node. */
+static void msgq_flush(struct host *h, uint32_t first)
+{
+    for (uint32_t i = 0; i < h->peers_n && first < h->msgq_n; i++) {
+        send_frame(h, &h->peers[i], first, true);
+    }
+}
+
+/* ---- Snapshots ----------------------------------------------------------------------------------
+ */
+
+static struct replica *replica_of(struct host *h, uint64_t range);
 
 static void send_free(struct host *h, struct replica *r)
 {
@@ -1126,7 +1092,7 @@ static bool snap_send_chunk(struct host *h, struct replica *r)
     proto_snapshot_chunk_add_last(b, ss->last_sent);
     proto_ref chunk = proto_snapshot_chunk_end(b);
     ss->offset += (uint64_t)n;
-    ss->deadline_ns = mono_ns() + HOST_SNAP_ACK_TIMEOUT_NS;
+    ss->deadline_ns = mono_ns() + TS_HOST_SNAPSHOT_ACK_TIMEOUT_NS;
     return send_body(h, ss->to, PROTO_BODY_SNAPSHOT_CHUNK, chunk);
 }
 
@@ -1297,7 +1263,7 @@ static void on_snapshot_chunk(struct host *h, struct proto_snapshot_chunk c)
         return;
     }
     rv->next_seq++;
-    rv->deadline_ns = mono_ns() + HOST_SNAP_RECV_TIMEOUT_NS;
+    rv->deadline_ns = mono_ns() + TS_HOST_SNAPSHOT_RECV_TIMEOUT_NS;
     if (!proto_snapshot_chunk_last(c)) {
         snap_ack(h, r, from, seq, PROTO_STATUS_OK);
         return;
@@ -2564,6 +2530,7 @@ void host_free(struct host *h)
     ts_free(a, h->dec, TS_RAFT_MSG_ENTRIES_MAX * sizeof *h->dec);
     ts_free(a, h->chunk, HOST_CHUNK_BUF_BYTES);
     ts_free(a, h->msgq, (size_t)h->msgq_cap * sizeof *h->msgq);
+    ts_free(a, h->refs, (size_t)h->refs_cap * sizeof *h->refs);
     ts_free(a, h->cmd, h->cmd_cap);
     ts_free(a, h->wbuf, h->wbuf_cap);
     ts_free(a, h->went, (size_t)h->went_cap * sizeof *h->went);

@@ -66,11 +66,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define HOST_ADDR_BYTES 64u
-
 struct host_member {
-    uint64_t node_id;           /* 1.. */
-    char addr[HOST_ADDR_BYTES]; /* "ip:port" peers and clients reach it at */
+    uint64_t node_id;              /* 1.. */
+    char addr[TS_HOST_ADDR_BYTES]; /* "ip:port" peers and clients reach it at */
 };
 
 /* What every node of the cluster agrees on (from --initial-cluster). */
@@ -85,7 +83,7 @@ struct host_cluster {
 
 /* Node-wide state the shards share: when each member was last heard from (any frame),
  * CLOCK_MONOTONIC ns, relaxed atomics. */
-#define HOST_SHARDS_MAX 256u
+#define HOST_SHARDS_MAX TS_XRING_SHARDS_MAX
 #define HOST_VERSION "0.1.0"
 
 struct host_shard_gauges {

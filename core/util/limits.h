@@ -276,6 +276,15 @@ _Static_assert(TS_SHARD_NODE_STOP_MS_DEFAULT <= TS_SHARD_NODE_STOP_MS_MAX,
  * the most a follower holds in memory while a snapshot arrives. */
 #define TS_HOST_SNAPSHOT_CHUNK_BYTES (256u * 1024u)
 #define TS_HOST_SNAPSHOT_BYTES_MAX (1024ull * 1024u * 1024u)
+/* A request forwarded to the leader's node and not answered by then is answered
+ * Unavailable: under the client's 5 s default deadline, so the client can still retry. */
+#define TS_HOST_FWD_TIMEOUT_NS (4ull * 1000 * 1000 * 1000)
+/* A snapshot chunk not acknowledged in this time aborts the stream (raft retries it); a
+ * follower drops a half-received snapshot after this long without a chunk. */
+#define TS_HOST_SNAPSHOT_ACK_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
+#define TS_HOST_SNAPSHOT_RECV_TIMEOUT_NS (30ull * 1000 * 1000 * 1000)
+/* A member's "ip:port" in --initial-cluster. */
+#define TS_HOST_ADDR_BYTES 64u
 /* Bytes of log entries read at once when a shard restarts its groups. */
 #define TS_HOST_RECOVER_READ_BYTES (4u * 1024u * 1024u)
 

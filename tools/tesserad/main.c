@@ -44,7 +44,7 @@
 #include "shard/node.h"
 #include "shard/server.h"
 
-#define TESSERAD_SHARDS_MAX 256u
+#define TESSERAD_SHARDS_MAX TS_XRING_SHARDS_MAX
 #define TESSERAD_LINE_BYTES 1024u
 #define TESSERAD_SPEC_BYTES 2048u
 

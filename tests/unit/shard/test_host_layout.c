@@ -326,17 +326,17 @@ Test(host_cluster, self_must_be_a_member)
 
 Test(host_cluster, address_length)
 {
-    char spec[2 * HOST_ADDR_BYTES];
+    char spec[2 * TS_HOST_ADDR_BYTES];
     struct host_cluster c;
-    /* HOST_ADDR_BYTES - 1 characters fit with their NUL; one more does not. */
-    snprintf(spec, sizeof spec, "1=%0*d", (int)HOST_ADDR_BYTES - 1, 7);
+    /* TS_HOST_ADDR_BYTES - 1 characters fit with their NUL; one more does not. */
+    snprintf(spec, sizeof spec, "1=%0*d", (int)TS_HOST_ADDR_BYTES - 1, 7);
     cr_assert_eq(parse_spec(spec, 1, 8, &c), 0);
-    cr_assert_eq(strlen(c.m[0].addr), HOST_ADDR_BYTES - 1);
+    cr_assert_eq(strlen(c.m[0].addr), TS_HOST_ADDR_BYTES - 1);
     cr_assert_str_eq(c.m[0].addr, spec + 2);
-    snprintf(spec, sizeof spec, "1=%0*d", (int)HOST_ADDR_BYTES, 7);
+    snprintf(spec, sizeof spec, "1=%0*d", (int)TS_HOST_ADDR_BYTES, 7);
     cr_assert_eq(parse_spec(spec, 1, 8, &c), TS_EINVAL);
     /* The same for a member after the first. */
-    snprintf(spec, sizeof spec, "1=h:1,2=%0*d", (int)HOST_ADDR_BYTES, 7);
+    snprintf(spec, sizeof spec, "1=h:1,2=%0*d", (int)TS_HOST_ADDR_BYTES, 7);
     cr_assert_eq(parse_spec(spec, 1, 8, &c), TS_EINVAL);
 }
 
