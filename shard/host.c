@@ -10,6 +10,7 @@
 #include "core/util/map64.h"
 #include "core/util/rand.h"
 #include "shard/disk.h"
+#include "shard/meta.h"
 #include "shard/kvwire.h"
 #include "shard/peer_codec.h"
 #include "storage/btree/btree.h"
@@ -48,10 +49,19 @@ struct cref {
     uint64_t req_id;
 };
 
+/* The conn of a request the node made itself (its announcement to the meta range). */
+#define HOST_CONN_SELF UINT64_MAX
+
 /* A request forwarded to the leader's node, waiting for its answer. */
 struct fwd {
     struct cref c;
-    uint64_t node; /* where it went */
+    uint64_t node;  /* where it went */
+    uint64_t range; /* the range it is for */
+    /* For a range this node does not host: the request (its own id), to pass it on once
+     * more when the node it went to answers NotLeader with a hint. */
+    uint8_t *frame;
+    uint32_t len;
+    uint32_t hops;
     uint64_t deadline_ns;
 };
 
@@ -180,6 +190,7 @@ struct host {
     struct replica *reps;
     uint32_t reps_n;
     int32_t *rep_of; /* range id -> index in reps, -1 when not hosted here */
+    uint64_t *guess; /* range id -> its leader's node as last seen, for ranges not hosted */
     struct replica **dirty;
     uint32_t dirty_n;
     struct replica **readied;
@@ -223,6 +234,14 @@ struct host {
     uint64_t fwd_next;
     struct ts_map64 fwds; /* forwarded request id -> struct fwd */
     uint64_t applied_since_ckpt;
+    /* The meta range: a range 1 leader checks that it is bootstrapped (and proposes
+     * the bootstrap when not); shard 0 announces the node (JoinRequest with its id). */
+    bool meta_ok;
+    uint64_t meta_retry_ns;
+    bool published;
+    uint64_t publish_retry_ns;
+    uint64_t self_req; /* the id of the announcement in flight */
+    struct proto_builder self_b;
     bool stopping;
     bool stopped;
     bool failed;
@@ -286,10 +305,14 @@ uint64_t host_range_of_key(const struct host_cluster *c, const uint8_t *key, uin
     return r;
 }
 
-/* Member index of the k-th replica of a range. */
+uint32_t host_replica_member(const struct host_cluster *c, uint64_t range, uint32_t k)
+{
+    return (uint32_t)((range - 1 + k) % c->layout_n);
+}
+
 static uint32_t replica_member(const struct host_cluster *c, uint64_t range, uint32_t k)
 {
-    return (uint32_t)((range - 1 + k) % c->n);
+    return host_replica_member(c, range, k);
 }
 
 static bool node_hosts(const struct host_cluster *c, uint64_t range, uint32_t member)
@@ -310,6 +333,31 @@ static uint32_t member_of_node(const struct host_cluster *c, uint64_t node)
         }
     }
     return UINT32_MAX;
+}
+
+/* The node's "last heard" clock (host_shared), claiming a slot when asked. */
+static _Atomic uint64_t *heard_clock(struct host_shared *sh, uint64_t node, bool claim)
+{
+    for (uint32_t i = 0; node != 0 && i < HOST_HEARD_SLOTS; i++) {
+        uint64_t id = atomic_load_explicit(&sh->heard_id[i], memory_order_acquire);
+        if (id == 0 && claim) {
+            (void)atomic_compare_exchange_strong(&sh->heard_id[i], &id, node);
+            id = atomic_load_explicit(&sh->heard_id[i], memory_order_acquire);
+        }
+        if (id == node) {
+            return &sh->heard_ns[i];
+        }
+        if (id == 0) {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t heard_last(struct host_shared *sh, uint64_t node)
+{
+    _Atomic uint64_t *clock = heard_clock(sh, node, false);
+    return clock == NULL ? 0 : atomic_load_explicit(clock, memory_order_relaxed);
 }
 
 int host_cluster_parse(const char *spec, uint64_t self, uint32_t ranges, struct host_cluster *out,
@@ -361,11 +409,26 @@ int host_cluster_parse(const char *spec, uint64_t self, uint32_t ranges, struct 
             p++;
         }
     }
-    if (out->n == 0 || member_of_node(out, self) == UINT32_MAX) {
-        *why = "this node's id is not in the cluster";
+    if (out->n == 0 || (self != 0 && member_of_node(out, self) == UINT32_MAX)) {
+        *why = out->n == 0 ? "no members" : "this node's id is not in the cluster";
         return TS_EINVAL;
     }
+    out->layout_n = out->n;
     out->replicas = out->n < 3 ? out->n : 3;
+    return 0;
+}
+
+int host_cluster_add(struct host_cluster *c, uint64_t node_id, const char *addr)
+{
+    size_t len = strlen(addr);
+    if (node_id == 0 || member_of_node(c, node_id) != UINT32_MAX || c->n == TS_RAFT_MEMBERS_MAX ||
+        len == 0 || len >= TS_HOST_ADDR_BYTES) {
+        return TS_EINVAL;
+    }
+    c->m[c->n].node_id = node_id;
+    memcpy(c->m[c->n].addr, addr, len + 1);
+    c->n++;
+    c->self = node_id;
     return 0;
 }
 
@@ -534,8 +597,14 @@ static void xflush(struct host *h)
 
 /* ---- Answers -------------------------------------------------------------------------------- */
 
+static void on_self_answer(struct host *h, uint64_t req_id, const uint8_t *frame, uint32_t len);
+
 static void deliver(struct host *h, struct cref c, const uint8_t *frame, uint32_t len)
 {
+    if (c.shard == h->shard_id && c.conn == HOST_CONN_SELF) {
+        on_self_answer(h, c.req_id, frame, len);
+        return;
+    }
     if (c.shard == h->shard_id) {
         struct nio_conn *conn = nio_conn_lookup(h->nio, c.conn);
         if (conn != NULL && nio_send(conn, frame, len) != 0) {
@@ -566,27 +635,22 @@ static proto_ref leader_hint(struct host *h, uint64_t node)
     return proto_leader_hint_end(&h->ans_b);
 }
 
-static proto_ref descriptor(struct host *h, uint64_t range)
+static proto_ref desc_proto(struct host *h, const struct meta_desc *d)
 {
     struct proto_builder *b = &h->ans_b;
-    uint8_t lo[2], hi[2];
-    uint32_t lo_len = host_range_start(h->cl, range, lo);
-    uint32_t hi_len = range < h->cl->ranges ? host_range_start(h->cl, range + 1, hi) : 0;
     struct proto_replica reps[TS_RAFT_MEMBERS_MAX];
     memset(reps, 0, sizeof reps);
-    for (uint32_t k = 0; k < h->cl->replicas; k++) {
-        const struct host_member *m = &h->cl->m[replica_member(h->cl, range, k)];
-        memset(&reps[k], 0, sizeof reps[k]);
-        reps[k].node_id = m->node_id;
-        reps[k].replica_id = m->node_id;
-        reps[k].shard = (uint32_t)((range - 1) % h->shards);
+    for (uint32_t k = 0; k < d->n; k++) {
+        reps[k].node_id = d->rep[k].node_id;
+        reps[k].replica_id = d->rep[k].replica_id;
+        reps[k].shard = d->rep[k].shard;
     }
-    proto_ref rv = proto_create_vector(b, reps, h->cl->replicas, sizeof reps[0], 8);
-    proto_ref sk = lo_len > 0 ? proto_create_bytes(b, lo, lo_len) : 0;
-    proto_ref ek = hi_len > 0 ? proto_create_bytes(b, hi, hi_len) : 0;
-    struct proto_range_epoch ep = {.generation = 1, .conf_version = 1};
+    proto_ref rv = proto_create_vector(b, reps, d->n, sizeof reps[0], 8);
+    proto_ref sk = d->lo_len > 0 ? proto_create_bytes(b, d->lo, d->lo_len) : 0;
+    proto_ref ek = d->hi_len > 0 ? proto_create_bytes(b, d->hi, d->hi_len) : 0;
+    struct proto_range_epoch ep = {.generation = d->generation, .conf_version = d->conf_version};
     proto_range_descriptor_begin(b);
-    proto_range_descriptor_add_range_id(b, range);
+    proto_range_descriptor_add_range_id(b, d->range);
     if (sk != 0) {
         proto_range_descriptor_add_start_key(b, sk);
     }
@@ -596,6 +660,15 @@ static proto_ref descriptor(struct host *h, uint64_t range)
     proto_range_descriptor_add_epoch(b, &ep);
     proto_range_descriptor_add_replicas(b, rv);
     return proto_range_descriptor_end(b);
+}
+
+/* The descriptor an error answer carries. Every node derives it from the layout (the
+ * meta range holds the same records: nothing splits, merges or moves yet). */
+static proto_ref descriptor(struct host *h, uint64_t range)
+{
+    struct meta_desc d;
+    meta_desc_of_layout(h->cl, h->shards, range, &d);
+    return desc_proto(h, &d);
 }
 
 /* An answer without an op: an error, with a leader hint (node != 0) or a descriptor
@@ -659,8 +732,23 @@ static const uint8_t *with_id(struct host *h, const uint8_t *frame, uint32_t len
 /* Sends a client's request to the node that leads its range, over this shard's link to
  * it; the answer comes back on the same link (host_on_forward_answer). Returns false
  * when it cannot (no link up, an id-less request, no memory): the caller answers. */
+static void fwd_free(struct host *h, struct fwd *f)
+{
+    ts_free(h->alloc, f->frame, f->len);
+    ts_free(h->alloc, f, sizeof *f);
+}
+
+static bool forward_hop(struct host *h, struct cref c, const uint8_t *frame, uint32_t len,
+                        struct proto_request req, uint64_t node, uint64_t range, uint32_t hops);
+
 static bool forward(struct host *h, struct cref c, const uint8_t *frame, uint32_t len,
-                    struct proto_request req, uint64_t node)
+                    struct proto_request req, uint64_t node, uint64_t range)
+{
+    return forward_hop(h, c, frame, len, req, node, range, 0);
+}
+
+static bool forward_hop(struct host *h, struct cref c, const uint8_t *frame, uint32_t len,
+                        struct proto_request req, uint64_t node, uint64_t range, uint32_t hops)
 {
     struct peer *p = peer_of(h, node);
     if (c.from_peer || p == NULL || p->link == NULL || c.req_id == 0) {
@@ -670,13 +758,29 @@ static bool forward(struct host *h, struct cref c, const uint8_t *frame, uint32_
     if (f == NULL) {
         return false;
     }
+    uint8_t *keep = NULL;
+    if (h->rep_of[range] < 0 && hops < TS_HOST_FWD_HOPS_MAX) {
+        keep = ts_alloc(h->alloc, len);
+        if (keep == NULL) {
+            ts_free(h->alloc, f, sizeof *f);
+            return false;
+        }
+        memcpy(keep, frame, len);
+    }
     uint64_t id = ++h->fwd_next;
     const uint8_t *copy = with_id(h, frame, len, req.tab, id);
     if (copy == NULL || nio_send(p->link, copy, len) != 0 || ts_map64_put(&h->fwds, id, f) != 0) {
+        ts_free(h->alloc, keep, len);
         ts_free(h->alloc, f, sizeof *f);
         return false;
     }
-    *f = (struct fwd){.c = c, .node = node, .deadline_ns = mono_ns() + TS_HOST_FWD_TIMEOUT_NS};
+    *f = (struct fwd){.c = c,
+                      .node = node,
+                      .range = range,
+                      .frame = keep,
+                      .len = keep != NULL ? len : 0,
+                      .hops = hops,
+                      .deadline_ns = mono_ns() + TS_HOST_FWD_TIMEOUT_NS};
     h->stats.forwarded++;
     return true;
 }
@@ -688,11 +792,29 @@ void host_on_forward_answer(struct host *h, const uint8_t *frame, uint32_t len,
     if (f == NULL) {
         return; /* expired, or not ours */
     }
+    if (h->rep_of[f->range] < 0) {
+        /* Learn where the range's leader is, for the next request this node passes on,
+         * and pass this one on once more when the answer names a leader elsewhere. */
+        uint16_t st = proto_response_status(resp);
+        uint64_t hint = st == PROTO_STATUS_NOT_LEADER
+                            ? proto_leader_hint_node_id(proto_response_leader(resp))
+                            : 0;
+        h->guess[f->range] = st == PROTO_STATUS_OK ? f->node : hint;
+        struct proto_message m;
+        char why[128];
+        if (hint != 0 && hint != f->node && f->frame != NULL &&
+            proto_message_decode(f->frame, f->len, true, &m, why, sizeof why) == 0 &&
+            forward_hop(h, f->c, f->frame, f->len, proto_message_body_as_request(m), hint, f->range,
+                        f->hops + 1)) {
+            fwd_free(h, f);
+            return;
+        }
+    }
     const uint8_t *copy = with_id(h, frame, len, resp.tab, f->c.req_id);
     if (copy != NULL) {
         deliver(h, f->c, copy, len);
     }
-    ts_free(h->alloc, f, sizeof *f);
+    fwd_free(h, f);
 }
 
 /* Forwarded requests whose answer will not come: past their deadline, or (node != 0)
@@ -720,7 +842,7 @@ static void fwds_fail(struct host *h, uint64_t now, uint64_t node)
                                       "or may not have been applied"
                                     : "the leader's node did not answer the forwarded request",
                           0, 0);
-            ts_free(h->alloc, f, sizeof *f);
+            fwd_free(h, f);
         }
     } while (n == 64);
 }
@@ -799,8 +921,16 @@ static void mark_dirty(struct host *h, struct replica *r)
 
 /* ---- Serving reads ------------------------------------------------------------------------ */
 
-static void serve_read(struct host *h, struct replica *r, struct cref c, const struct kv_op *op)
+static void serve_meta_read(struct host *h, struct replica *r, struct cref c,
+                            const struct kvwire_req *q);
+
+static void serve_read(struct host *h, struct replica *r, struct cref c, const struct kvwire_req *q)
 {
+    if (q->kind == KVWIRE_MEMBERS || q->kind == KVWIRE_ROUTE) {
+        serve_meta_read(h, r, c, q);
+        return;
+    }
+    const struct kv_op *op = &q->op;
     struct kv_sink sink = kvwire_answer_begin(&h->ans);
     struct kv_range kr = kv_range_of(r);
     struct kv_result res;
@@ -839,12 +969,15 @@ static void reads_run(struct host *h, struct replica *r)
         rc = kvwire_parse(proto_message_body_as_request(m), h->txn, &kr, &w);
         TS_ASSERT(rc == 0);
         h->stats.reads_index++;
-        serve_read(h, r, p->c, &kr.op);
+        serve_read(h, r, p->c, &kr);
         read_drop(h, r, i);
     }
 }
 
 /* ---- Apply ----------------------------------------------------------------------------------- */
+
+static void apply_meta(struct host *h, struct replica *r, const struct raft_entry *e,
+                       const struct prop *p);
 
 static void apply_entry(struct host *h, struct replica *r, const struct raft_entry *e)
 {
@@ -863,6 +996,13 @@ static void apply_entry(struct host *h, struct replica *r, const struct raft_ent
     }
     if (e->len == 0) {
         return; /* a new leader's no-op */
+    }
+    if (meta_is_cmd(e->data, e->len)) {
+        apply_meta(h, r, e, mine ? p : NULL);
+        if (mine) {
+            prop_pop(r);
+        }
+        return;
     }
     struct kv_sink sink = mine ? kvwire_answer_begin(&h->ans) : (struct kv_sink){0};
     struct kv_range kr = kv_range_of(r);
@@ -1621,6 +1761,290 @@ static void on_iteration(void *ctx)
     nio_flush(h->nio);
 }
 
+/* ---- The meta range (shard/meta.h) ----------------------------------------------------------- */
+
+static void answer_meta(struct host *h, struct cref c, uint8_t type, proto_ref result)
+{
+    h->ans.result = result;
+    h->ans.result_type = type;
+    const uint8_t *frame;
+    uint32_t len;
+    if (kvwire_finish(&h->ans, c.req_id, PROTO_STATUS_OK, NULL, 0, 0, 0, &frame, &len) == 0) {
+        deliver(h, c, frame, len);
+    }
+}
+
+static void meta_store_failed(struct host *h, struct cref c, int rc)
+{
+    HOST_LOG(h, ERROR, "shard %u: reading the meta range failed: %s", h->shard_id, ts_strerror(rc));
+    answer_status(h, c, PROTO_STATUS_INTERNAL, "the node could not read the meta range", 0, 0);
+}
+
+/* The members as the meta range records them, with the liveness this node sees: a
+ * started member is Up when heard from within three election timeouts. */
+static proto_ref members_vec(struct host *h, const struct meta_member *ms, uint32_t n)
+{
+    struct proto_builder *b = &h->ans_b;
+    proto_ref refs[TS_RAFT_MEMBERS_MAX];
+    uint64_t now = mono_ns();
+    uint64_t down_ns = 3ull * h->election_ticks * h->tick_ns;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct meta_member *m = &ms[i];
+        uint64_t last = heard_last(h->shared, m->node_id);
+        bool self = m->node_id == h->cl->self;
+        uint8_t state = m->state == META_STATE_JOINING                ? PROTO_NODE_STATE_JOINING
+                        : self || (last != 0 && now < last + down_ns) ? PROTO_NODE_STATE_UP
+                                                                      : PROTO_NODE_STATE_DOWN;
+        proto_ref addr = proto_create_string(b, m->addr, (uint32_t)strlen(m->addr));
+        proto_member_begin(b);
+        proto_member_add_node_id(b, m->node_id);
+        proto_member_add_address(b, addr);
+        proto_member_add_state(b, state);
+        proto_member_add_shards(b, m->shards);
+        refs[i] = proto_member_end(b);
+    }
+    return proto_create_vec_ref(b, refs, n);
+}
+
+/* Members and Route, on a replica of range 1 once the read is allowed (lease, ReadIndex
+ * or serializable). */
+static void serve_meta_read(struct host *h, struct replica *r, struct cref c,
+                            const struct kvwire_req *q)
+{
+    (void)r;
+    struct proto_builder *b = &h->ans_b;
+    (void)kvwire_answer_begin(&h->ans);
+    if (q->kind == KVWIRE_MEMBERS) {
+        struct meta_member ms[TS_RAFT_MEMBERS_MAX];
+        uint32_t n = 0;
+        int rc = meta_members(&h->store, ms, TS_RAFT_MEMBERS_MAX, &n);
+        if (rc != 0) {
+            meta_store_failed(h, c, rc);
+            return;
+        }
+        if (n == 0) {
+            answer_status(h, c, PROTO_STATUS_UNAVAILABLE, meta_status_name(META_NOT_BOOTSTRAPPED),
+                          0, 0);
+            return;
+        }
+        proto_ref vec = members_vec(h, ms, n);
+        proto_members_response_begin(b);
+        proto_members_response_add_members(b, vec);
+        answer_meta(h, c, PROTO_RESPONSE_OP_MEMBERS_RESPONSE, proto_members_response_end(b));
+        return;
+    }
+    uint64_t first = q->route.range_id;
+    uint32_t limit = q->route.range_id != 0                     ? 1u
+                     : q->route.limit == 0                      ? TS_HOST_ROUTE_LIMIT_DEFAULT
+                     : q->route.limit > TS_HOST_ROUTE_LIMIT_MAX ? TS_HOST_ROUTE_LIMIT_MAX
+                                                                : q->route.limit;
+    if (first == 0) {
+        /* Records are by id; ids follow the key order while nothing splits or merges. */
+        first = host_range_of_key(h->cl, q->route.key.p, q->route.key.len);
+    }
+    proto_ref *refs = ts_alloc(h->alloc, (size_t)limit * sizeof *refs);
+    struct meta_desc *d = ts_alloc(h->alloc, sizeof *d);
+    if (refs == NULL || d == NULL) {
+        ts_free(h->alloc, refs, (size_t)limit * sizeof *refs);
+        ts_free(h->alloc, d, sizeof *d);
+        answer_status(h, c, PROTO_STATUS_UNAVAILABLE, "out of memory", 0, 0);
+        return;
+    }
+    uint32_t n = 0;
+    int rc = 0;
+    for (uint64_t range = first; n < limit && range <= h->cl->ranges; range++) {
+        rc = meta_desc_load(&h->store, range, d);
+        if (rc != 0) {
+            break;
+        }
+        refs[n++] = desc_proto(h, d);
+    }
+    ts_free(h->alloc, d, sizeof *d);
+    if (rc == TS_ENOTFOUND || (rc == 0 && n == 0)) {
+        bool unknown = q->route.range_id > h->cl->ranges;
+        answer_status(h, c, unknown ? PROTO_STATUS_RANGE_NOT_FOUND : PROTO_STATUS_UNAVAILABLE,
+                      unknown ? "no range has this id" : meta_status_name(META_NOT_BOOTSTRAPPED), 0,
+                      0);
+    } else if (rc != 0) {
+        meta_store_failed(h, c, rc);
+    } else {
+        proto_ref vec = proto_create_vec_ref(b, refs, n);
+        proto_route_response_begin(b);
+        proto_route_response_add_ranges(b, vec);
+        answer_meta(h, c, PROTO_RESPONSE_OP_ROUTE_RESPONSE, proto_route_response_end(b));
+    }
+    ts_free(h->alloc, refs, (size_t)limit * sizeof *refs);
+}
+
+static uint16_t meta_proto_status(uint8_t st)
+{
+    switch (st) {
+    case META_OK:
+        return PROTO_STATUS_OK;
+    case META_NOT_BOOTSTRAPPED:
+        return PROTO_STATUS_UNAVAILABLE;
+    case META_FULL:
+        return PROTO_STATUS_NO_SPACE;
+    case META_UNKNOWN_NODE:
+        return PROTO_STATUS_NOT_FOUND;
+    case META_BAD_SPEC:
+        return PROTO_STATUS_INTERNAL;
+    default:
+        return PROTO_STATUS_INVALID_ARGUMENT;
+    }
+}
+
+/* A committed meta command of range 1; p: the proposal waiting for it on this node. */
+static void apply_meta(struct host *h, struct replica *r, const struct raft_entry *e,
+                       const struct prop *p)
+{
+    struct meta_result res = {0};
+    int rc = r->range == META_RANGE ? meta_apply(&h->store, e->data, e->len, &res) : TS_EPROTO;
+    if (rc < 0 && rc != TS_EPROTO) {
+        HOST_LOG(h, ERROR, "shard %u: range %llu: applying meta entry %llu failed: %s; stopping",
+                 h->shard_id, (unsigned long long)r->range, (unsigned long long)e->index,
+                 ts_strerror(rc));
+        h->failed = true;
+        (void)shard_node_stop(shard_get_node(h->shard));
+        return;
+    }
+    h->stats.applied++;
+    h->applied_since_ckpt++;
+    if (rc == 0 && res.changed) {
+        struct meta_cmd mc;
+        (void)meta_cmd_decode(e->data, e->len, &mc);
+        HOST_LOG(h, INFO, "shard %u: meta range: %s node %llu", h->shard_id,
+                 mc.kind == META_CMD_BOOTSTRAP ? "bootstrapped by"
+                 : mc.kind == META_CMD_JOIN    ? "added"
+                                               : "started",
+                 (unsigned long long)(mc.kind == META_CMD_BOOTSTRAP ? raft_leader(r->raft)
+                                                                    : res.node_id));
+    }
+    if (p == NULL) {
+        return;
+    }
+    if (rc == TS_EPROTO || res.status != META_OK) {
+        answer_status(
+            h, p->c, rc == TS_EPROTO ? PROTO_STATUS_INTERNAL : meta_proto_status(res.status),
+            rc == TS_EPROTO ? "a malformed meta command" : meta_status_name(res.status), 0, 0);
+        return;
+    }
+    struct meta_cluster *mc = ts_alloc(h->alloc, sizeof *mc);
+    struct meta_member ms[TS_RAFT_MEMBERS_MAX];
+    uint32_t n = 0;
+    rc = mc == NULL ? TS_ENOMEM : meta_cluster_load(&h->store, mc);
+    if (rc == 0) {
+        rc = meta_members(&h->store, ms, TS_RAFT_MEMBERS_MAX, &n);
+    }
+    if (rc != 0) {
+        ts_free(h->alloc, mc, sizeof *mc);
+        meta_store_failed(h, p->c, rc);
+        return;
+    }
+    struct proto_builder *b = &h->ans_b;
+    (void)kvwire_answer_begin(&h->ans);
+    proto_ref vec = members_vec(h, ms, n);
+    proto_ref spec = proto_create_string(b, mc->spec, (uint32_t)strlen(mc->spec));
+    proto_join_response_begin(b);
+    proto_join_response_add_node_id(b, res.node_id);
+    proto_join_response_add_cluster_id(b, mc->cluster_id);
+    proto_join_response_add_members(b, vec);
+    proto_join_response_add_ranges(b, mc->ranges);
+    proto_join_response_add_shards(b, mc->shards);
+    proto_join_response_add_initial_cluster(b, spec);
+    ts_free(h->alloc, mc, sizeof *mc);
+    answer_meta(h, p->c, PROTO_RESPONSE_OP_JOIN_RESPONSE, proto_join_response_end(b));
+}
+
+static void handle_request(struct host *h, struct cref c, const uint8_t *frame, uint32_t len,
+                           struct proto_request req);
+
+/* Once per tick on shard 0: a leader of range 1 makes sure the meta range is
+ * bootstrapped; the node announces itself until the meta range has it as started. */
+static void meta_tick(struct host *h, uint64_t now)
+{
+    struct replica *r = replica_of(h, META_RANGE);
+    if (!h->meta_ok && r != NULL && raft_role_of(r->raft) == RAFT_LEADER &&
+        now >= h->meta_retry_ns) {
+        struct meta_cluster *mc = ts_alloc(h->alloc, sizeof *mc);
+        int rc = mc == NULL ? TS_ENOMEM : meta_cluster_load(&h->store, mc);
+        ts_free(h->alloc, mc, sizeof *mc);
+        if (rc == 0) {
+            h->meta_ok = true;
+        } else if (rc == TS_ENOTFOUND &&
+                   grow(h->alloc, (void **)&h->cmd, &h->cmd_cap, META_CMD_BYTES_MAX, 1)) {
+            char spec[META_SPEC_BYTES];
+            uint32_t at = 0;
+            for (uint32_t i = 0; i < h->cl->layout_n && at < sizeof spec; i++) {
+                int w = snprintf(spec + at, sizeof spec - at, "%s%llu=%s", i > 0 ? "," : "",
+                                 (unsigned long long)h->cl->m[i].node_id, h->cl->m[i].addr);
+                at += w > 0 ? (uint32_t)w : 0;
+            }
+            uint32_t n = at < sizeof spec ? meta_cmd_bootstrap(h->cmd, h->cl->cluster_id,
+                                                               h->cl->ranges, h->shards, spec)
+                                          : 0;
+            raft_index index;
+            if (n > 0 && raft_propose(r->raft, h->cmd, n, &index) == 0) {
+                mark_dirty(h, r);
+            }
+        }
+        h->meta_retry_ns = now + TS_HOST_META_RETRY_NS;
+    }
+    if (h->published || now < h->publish_retry_ns || h->stopping) {
+        return;
+    }
+    h->publish_retry_ns = now + TS_HOST_META_RETRY_NS;
+    struct proto_builder *b = &h->self_b;
+    proto_builder_reset(b);
+    const char *addr = h->cl->m[h->self_member].addr;
+    proto_ref a = proto_create_string(b, addr, (uint32_t)strlen(addr));
+    proto_join_request_begin(b);
+    proto_join_request_add_address(b, a);
+    proto_join_request_add_shards(b, h->shards);
+    proto_join_request_add_node_id(b, h->cl->self);
+    proto_ref jr = proto_join_request_end(b);
+    h->self_req++;
+    proto_request_begin(b);
+    proto_request_add_id(b, h->self_req);
+    proto_request_add_op(b, PROTO_REQUEST_OP_JOIN_REQUEST, jr);
+    proto_ref req = proto_request_end(b);
+    proto_message_begin(b);
+    proto_message_add_body(b, PROTO_BODY_REQUEST, req);
+    proto_ref msg = proto_message_end(b);
+    const uint8_t *frame;
+    uint32_t len;
+    struct proto_message m;
+    char why[128];
+    if (proto_message_finish(b, msg, true, &frame, &len) != 0 ||
+        proto_message_decode(frame, len, true, &m, why, sizeof why) != 0) {
+        return;
+    }
+    struct cref c = {.shard = h->shard_id, .conn = HOST_CONN_SELF, .req_id = h->self_req};
+    handle_request(h, c, frame, len, proto_message_body_as_request(m));
+}
+
+/* The answer to the node's announcement. */
+static void on_self_answer(struct host *h, uint64_t req_id, const uint8_t *frame, uint32_t len)
+{
+    struct proto_message m;
+    char why[128];
+    if (req_id != h->self_req || proto_message_decode(frame, len, true, &m, why, sizeof why) != 0 ||
+        proto_message_body_type(m) != PROTO_BODY_RESPONSE) {
+        return;
+    }
+    struct proto_response resp = proto_message_body_as_response(m);
+    uint16_t st = proto_response_status(resp);
+    if (st == PROTO_STATUS_OK) {
+        h->published = true;
+        HOST_LOG(h, INFO, "shard %u: node %llu is recorded as started in the meta range",
+                 h->shard_id, (unsigned long long)h->cl->self);
+    } else if (st != PROTO_STATUS_NOT_LEADER && st != PROTO_STATUS_UNAVAILABLE) {
+        struct proto_str msg = proto_response_message(resp);
+        HOST_LOG(h, WARN, "shard %u: announcing node %llu to the meta range: status %u: %s",
+                 h->shard_id, (unsigned long long)h->cl->self, st, msg.ptr != NULL ? msg.ptr : "");
+    }
+}
+
 /* ---- Requests -------------------------------------------------------------------------------- */
 
 static struct replica *replica_of(struct host *h, uint64_t range)
@@ -1636,6 +2060,17 @@ static int propose(struct host *h, struct replica *r, const struct kvwire_req *q
     uint64_t stamp = ts_hlc_now(&h->hlc, wall_ms());
     size_t need;
     switch (q->kind) {
+    case KVWIRE_JOIN: {
+        if (!grow(h->alloc, (void **)&h->cmd, &h->cmd_cap, META_CMD_BYTES_MAX, 1)) {
+            return TS_ENOMEM;
+        }
+        char addr[TS_HOST_ADDR_BYTES];
+        memcpy(addr, q->join.addr.p, q->join.addr.len);
+        addr[q->join.addr.len] = 0;
+        *len = q->join.node_id != 0 ? meta_cmd_publish(h->cmd, q->join.node_id, addr)
+                                    : meta_cmd_join(h->cmd, q->join.shards, addr);
+        return *len > 0 ? 0 : TS_EINVAL;
+    }
     case KV_OP_PUT:
         need = kv_cmd_put_size(&q->op.u.put);
         break;
@@ -1712,7 +2147,7 @@ static void handle_read(struct host *h, struct replica *r, struct cref c,
 {
     if (!q->linearizable) {
         h->stats.reads_serializable++;
-        serve_read(h, r, c, &q->op);
+        serve_read(h, r, c, q);
         return;
     }
     if (raft_role_of(r->raft) != RAFT_LEADER) {
@@ -1721,7 +2156,7 @@ static void handle_read(struct host *h, struct replica *r, struct cref c,
     }
     if (raft_lease_valid(r->raft) && r->st.applied_index >= raft_commit_index(r->raft)) {
         h->stats.reads_lease++;
-        serve_read(h, r, c, &q->op);
+        serve_read(h, r, c, q);
         return;
     }
     uint64_t ctx = ++h->read_ctx;
@@ -1787,28 +2222,33 @@ static void handle_request(struct host *h, struct cref c, const uint8_t *frame, 
     }
     struct replica *r = replica_of(h, range);
     if (r == NULL) {
-        /* This node holds no replica of the range: pass it to one that does. */
-        uint64_t node = h->cl->m[replica_member(h->cl, range, 0)].node_id;
-        if (!forward(h, c, frame, len, req, node)) {
+        /* This node holds no replica of the range: pass it to its leader as last seen, or
+         * to a replica (which answers NotLeader with a hint when it does not lead). */
+        uint64_t node = h->guess[range] != 0 ? h->guess[range]
+                                             : h->cl->m[replica_member(h->cl, range, 0)].node_id;
+        if (!forward(h, c, frame, len, req, node, range)) {
+            h->guess[range] = 0;
             answer_status(h, c, PROTO_STATUS_NOT_LEADER, "this node holds no replica of the range",
                           node, range);
         }
         return;
     }
-    bool needs_leader = q.kind != KV_OP_GET && q.kind != KV_OP_RANGE ? true : q.linearizable;
+    bool read = q.kind == KV_OP_GET || q.kind == KV_OP_RANGE || q.kind == KVWIRE_MEMBERS ||
+                q.kind == KVWIRE_ROUTE;
+    bool needs_leader = read ? q.linearizable : true;
     raft_id leader = raft_leader(r->raft);
     if (needs_leader && raft_role_of(r->raft) != RAFT_LEADER && leader != 0 &&
-        leader != h->cl->self && forward(h, c, frame, len, req, leader)) {
+        leader != h->cl->self && forward(h, c, frame, len, req, leader, range)) {
         return;
     }
-    if (q.kind == KV_OP_GET || q.kind == KV_OP_RANGE) {
+    if (read) {
         handle_read(h, r, c, &q, frame, len);
     } else {
         handle_write(h, r, c, &q);
     }
 }
 
-/* Status and Members: node-wide, answered by the shard that holds the connection. */
+/* Status: node-wide, answered by the shard that holds the connection. */
 static void answer_status_request(struct host *h, struct cref c)
 {
     struct proto_builder *b = &h->ans_b;
@@ -1842,39 +2282,6 @@ static void answer_status_request(struct host *h, struct cref c)
     }
 }
 
-static void answer_members_request(struct host *h, struct cref c)
-{
-    struct proto_builder *b = &h->ans_b;
-    (void)kvwire_answer_begin(&h->ans);
-    proto_ref refs[TS_RAFT_MEMBERS_MAX];
-    uint64_t now = mono_ns();
-    uint64_t down_ns = 3ull * h->election_ticks * h->tick_ns;
-    for (uint32_t i = 0; i < h->cl->n; i++) {
-        const struct host_member *m = &h->cl->m[i];
-        uint64_t last = atomic_load_explicit(&h->shared->heard_ns[i], memory_order_relaxed);
-        bool up = i == h->self_member || (last != 0 && now < last + down_ns);
-        proto_ref addr = proto_create_string(b, m->addr, (uint32_t)strlen(m->addr));
-        proto_member_begin(b);
-        proto_member_add_node_id(b, m->node_id);
-        proto_member_add_address(b, addr);
-        proto_member_add_state(b, up ? PROTO_NODE_STATE_UP : PROTO_NODE_STATE_DOWN);
-        if (i == h->self_member) {
-            proto_member_add_shards(b, h->shards);
-        }
-        refs[i] = proto_member_end(b);
-    }
-    proto_ref vec = proto_create_vec_ref(b, refs, h->cl->n);
-    proto_members_response_begin(b);
-    proto_members_response_add_members(b, vec);
-    h->ans.result = proto_members_response_end(b);
-    h->ans.result_type = PROTO_RESPONSE_OP_MEMBERS_RESPONSE;
-    const uint8_t *frame;
-    uint32_t len;
-    if (kvwire_finish(&h->ans, c.req_id, PROTO_STATUS_OK, NULL, 0, 0, 0, &frame, &len) == 0) {
-        deliver(h, c, frame, len);
-    }
-}
-
 void host_on_request(struct host *h, uint64_t conn, const uint8_t *frame, uint32_t len,
                      struct proto_request req, bool from_peer)
 {
@@ -1885,9 +2292,6 @@ void host_on_request(struct host *h, uint64_t conn, const uint8_t *frame, uint32
     switch (proto_request_op_type(req)) {
     case PROTO_REQUEST_OP_STATUS_REQUEST:
         answer_status_request(h, c);
-        return;
-    case PROTO_REQUEST_OP_MEMBERS_REQUEST:
-        answer_members_request(h, c);
         return;
     default:
         handle_request(h, c, frame, len, req);
@@ -1920,9 +2324,9 @@ static void gauges_update(struct host *h)
 
 static void heard(struct host *h, uint64_t node)
 {
-    uint32_t m = member_of_node(h->cl, node);
-    if (m != UINT32_MAX) {
-        atomic_store_explicit(&h->shared->heard_ns[m], mono_ns(), memory_order_relaxed);
+    _Atomic uint64_t *clock = heard_clock(h->shared, node, true);
+    if (clock != NULL) {
+        atomic_store_explicit(clock, mono_ns(), memory_order_relaxed);
     }
 }
 
@@ -2091,14 +2495,16 @@ static void on_tick(struct shard_timer *t, void *data)
             continue;
         }
         raft_id leader = raft_leader(r->raft);
-        uint32_t m = member_of_node(h->cl, leader);
-        if (leader != h->cl->self && m != UINT32_MAX) {
-            uint64_t last = atomic_load_explicit(&h->shared->heard_ns[m], memory_order_relaxed);
+        if (leader != h->cl->self && leader != 0) {
+            uint64_t last = heard_last(h->shared, leader);
             if (now > last + silent_ns) {
                 raft_wake(r->raft); /* its leader's node went silent */
                 mark_dirty(h, r);
             }
         }
+    }
+    if (h->shard_id == 0 && !h->stopped && !h->failed) {
+        meta_tick(h, now);
     }
     for (uint32_t i = 0; i < h->peers_n && !h->stopped; i++) {
         if (!h->peers[i].sent) {
@@ -2357,14 +2763,16 @@ static int alloc_tables(struct host *h)
 {
     const struct host_cluster *cl = h->cl;
     h->rep_of = ts_alloc(h->alloc, (size_t)(cl->ranges + 1) * sizeof *h->rep_of);
+    h->guess = ts_alloc(h->alloc, (size_t)(cl->ranges + 1) * sizeof *h->guess);
     h->scratch = ts_alloc(h->alloc, TS_KV_SCRATCH_BYTES);
     h->txn = ts_alloc(h->alloc, sizeof *h->txn);
     h->dec = ts_alloc(h->alloc, TS_RAFT_MSG_ENTRIES_MAX * sizeof *h->dec);
     h->chunk = ts_alloc(h->alloc, HOST_CHUNK_BUF_BYTES);
-    if (h->rep_of == NULL || h->scratch == NULL || h->txn == NULL || h->dec == NULL ||
-        h->chunk == NULL) {
+    if (h->rep_of == NULL || h->guess == NULL || h->scratch == NULL || h->txn == NULL ||
+        h->dec == NULL || h->chunk == NULL) {
         return TS_ENOMEM;
     }
+    memset(h->guess, 0, (size_t)(cl->ranges + 1) * sizeof *h->guess);
     uint32_t n = 0;
     for (uint64_t range = 1; range <= cl->ranges; range++) {
         bool here = (range - 1) % h->shards == h->shard_id && node_hosts(cl, range, h->self_member);
@@ -2383,6 +2791,9 @@ static int alloc_tables(struct host *h)
     int rc = proto_builder_init(&h->out_b, h->alloc, HOST_BUILDER_BYTES, TS_FRAME_BYTES_MAX);
     if (rc == 0) {
         rc = proto_builder_init(&h->ans_b, h->alloc, HOST_BUILDER_BYTES, TS_FRAME_BYTES_MAX);
+    }
+    if (rc == 0) {
+        rc = proto_builder_init(&h->self_b, h->alloc, 4096u, TS_FRAME_BYTES_MAX);
     }
     kvwire_answer_init(&h->ans, &h->ans_b, h->alloc);
     return rc;
@@ -2525,6 +2936,7 @@ void host_free(struct host *h)
     ts_free(a, h->dirty, cap * sizeof *h->dirty);
     ts_free(a, h->readied, cap * sizeof *h->readied);
     ts_free(a, h->rep_of, (size_t)(h->cl->ranges + 1) * sizeof *h->rep_of);
+    ts_free(a, h->guess, (size_t)(h->cl->ranges + 1) * sizeof *h->guess);
     ts_free(a, h->scratch, TS_KV_SCRATCH_BYTES);
     ts_free(a, h->txn, sizeof *h->txn);
     ts_free(a, h->dec, TS_RAFT_MSG_ENTRIES_MAX * sizeof *h->dec);
@@ -2543,12 +2955,13 @@ void host_free(struct host *h)
     uint64_t id;
     void *v;
     while (ts_map64_next(&h->fwds, &pos, &id, &v)) {
-        ts_free(a, v, sizeof(struct fwd));
+        fwd_free(h, v);
     }
     ts_map64_fini(&h->fwds);
     kvwire_answer_fini(&h->ans);
     proto_builder_fini(&h->out_b);
     proto_builder_fini(&h->ans_b);
+    proto_builder_fini(&h->self_b);
     ts_free(a, h, sizeof *h);
 }
 

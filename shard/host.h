@@ -11,8 +11,10 @@
  * first two bytes; range i is hosted by min(3, nodes) nodes starting at node index
  * (i - 1) % nodes, by shard (i - 1) % shards on each (every node of a cluster runs the
  * same shard count: the frames a shard sends carry the groups of one shard index). A
- * replica's Raft id is its node's id. Descriptors carry epoch {1, 1}: splits, merges and
- * moves (the placement driver) bump them later; the routing already checks them.
+ * replica's Raft id is its node's id. Only the initial members (--initial-cluster) host
+ * replicas; a node that joined later hosts none yet. Descriptors carry epoch {1, 1}:
+ * splits, merges and moves (the placement driver) bump them later; the routing already
+ * checks them.
  *
  * One loop iteration (the host's iteration hook), for every group with work:
  *   1. raft_ready: new entries and hard state are staged in the WAL; messages that may
@@ -50,7 +52,16 @@
  * needs a compacted entry gets a snapshot streamed from a pinned B-tree checkpoint
  * (see "Snapshots" in host.c).
  *
- * Not yet (issue 7's notes): the meta range (descriptors come from the layout).
+ * The meta range (shard/meta.h): range 1 also holds the cluster's records — its
+ * members and every range's descriptor — written through Raft: its first leader proposes
+ * the bootstrap (from the layout); shard 0 of every node announces the node (a
+ * JoinRequest with its id) until range 1 applied it; a node started with --join gets its
+ * id there. Members and Route requests are reads of range 1 (linearizable by default).
+ * A node that joined hosts no replica (the placement driver will move some to it) and
+ * serves clients by forwarding: a request for a range it does not host goes to the
+ * leader it last saw, or to a replica, and once more to the leader a NotLeader answer
+ * names. Error answers' descriptors are still derived from the layout on each node:
+ * nothing splits, merges or moves yet, so they equal range 1's records.
  */
 #ifndef TS_SHARD_HOST_H
 #define TS_SHARD_HOST_H
@@ -74,14 +85,15 @@ struct host_member {
 /* What every node of the cluster agrees on (from --initial-cluster). */
 struct host_cluster {
     uint64_t cluster_id;
-    uint64_t self; /* this node's id */
-    uint32_t n;
+    uint64_t self;     /* this node's id */
+    uint32_t n;        /* members this node knows: the layout's, then itself if it joined */
+    uint32_t layout_n; /* the initial members (--initial-cluster): they host the ranges */
     struct host_member m[TS_RAFT_MEMBERS_MAX];
     uint32_t ranges;   /* 1..TS_HOST_RANGES_MAX */
-    uint32_t replicas; /* per range: min(3, n) */
+    uint32_t replicas; /* per range: min(3, layout_n) */
 };
 
-/* Node-wide state the shards share: when each member was last heard from (any frame),
+/* Node-wide state the shards share: when each node was last heard from (any frame),
  * CLOCK_MONOTONIC ns, relaxed atomics. */
 #define HOST_SHARDS_MAX TS_XRING_SHARDS_MAX
 #define HOST_VERSION "0.1.0"
@@ -93,8 +105,13 @@ struct host_shard_gauges {
     _Atomic uint64_t wal_bytes; /* written to the log since start */
 };
 
+#define HOST_HEARD_SLOTS (2u * TS_RAFT_MEMBERS_MAX)
+
 struct host_shared {
-    _Atomic uint64_t heard_ns[TS_RAFT_MEMBERS_MAX];
+    /* heard_ns[i] is node heard_id[i]'s clock; a slot is claimed (CAS from 0) the first
+     * time a node is heard from, and kept: members are never reused. */
+    _Atomic uint64_t heard_id[HOST_HEARD_SLOTS];
+    _Atomic uint64_t heard_ns[HOST_HEARD_SLOTS];
     uint64_t start_ns; /* CLOCK_MONOTONIC at start, set before the shards run */
     struct host_shard_gauges shard[HOST_SHARDS_MAX]; /* each written by its shard, per tick */
 };
@@ -161,8 +178,15 @@ bool host_failed(const struct host *h);
 uint64_t host_range_of_key(const struct host_cluster *c, const uint8_t *key, uint32_t len);
 /* The range's first key (0 or 2 bytes) into buf[2]; returns its length. */
 uint32_t host_range_start(const struct host_cluster *c, uint64_t range, uint8_t *buf);
-/* Parses "1=127.0.0.1:7001,2=...". Returns 0 or TS_EINVAL with *why. */
+/* Member index (in c->m) of the k-th replica of a range (k < c->replicas). */
+uint32_t host_replica_member(const struct host_cluster *c, uint64_t range, uint32_t k);
+/* Parses "1=127.0.0.1:7001,2=..." (the initial members, in layout order). self 0: no
+ * node of its own (the meta range's view); else self must be a member, or be added
+ * with host_cluster_add. Returns 0 or TS_EINVAL with *why. */
 int host_cluster_parse(const char *spec, uint64_t self, uint32_t ranges, struct host_cluster *out,
                        const char **why);
+/* A node that joined later: a member that hosts no replica of the layout. Becomes
+ * c->self. TS_EINVAL when the id is taken or there is no room. */
+int host_cluster_add(struct host_cluster *c, uint64_t node_id, const char *addr);
 
 #endif

@@ -202,6 +202,35 @@ int kvwire_parse(struct proto_request req, struct kvwire_txn_space *space, struc
     case PROTO_REQUEST_OP_TXN_REQUEST:
         out->kind = KV_OP_TXN;
         return parse_txn(proto_request_op_as_txn_request(req), space, out, why);
+    case PROTO_REQUEST_OP_MEMBERS_REQUEST:
+        out->kind = KVWIRE_MEMBERS;
+        return 0;
+    case PROTO_REQUEST_OP_ROUTE_REQUEST: {
+        struct proto_route_request r = proto_request_op_as_route_request(req);
+        struct proto_bytes k = proto_route_request_key(r);
+        if (k.len > TS_KV_KEY_BYTES_MAX) {
+            *why = "the route key is over the key size limit";
+            return PROTO_STATUS_KEY_TOO_LARGE;
+        }
+        out->kind = KVWIRE_ROUTE;
+        out->route.key = (struct kv_bytes){.p = k.data, .len = k.len};
+        out->route.range_id = proto_route_request_range_id(r);
+        out->route.limit = proto_route_request_limit(r);
+        return 0;
+    }
+    case PROTO_REQUEST_OP_JOIN_REQUEST: {
+        struct proto_join_request j = proto_request_op_as_join_request(req);
+        struct proto_str a = proto_join_request_address(j);
+        if (a.ptr == NULL || a.len == 0 || a.len >= TS_HOST_ADDR_BYTES) {
+            *why = "a join needs the node's address (ip:port, under 64 bytes)";
+            return PROTO_STATUS_INVALID_ARGUMENT;
+        }
+        out->kind = KVWIRE_JOIN;
+        out->join.addr = (struct kv_bytes){.p = (const uint8_t *)a.ptr, .len = a.len};
+        out->join.shards = proto_join_request_shards(j);
+        out->join.node_id = proto_join_request_node_id(j);
+        return 0;
+    }
     default:
         *why = "not a key-value request";
         return PROTO_STATUS_UNSUPPORTED;

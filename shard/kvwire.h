@@ -20,8 +20,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Requests served by the meta range (range 1) rather than core/kv. */
+enum kvwire_meta_kind {
+    KVWIRE_MEMBERS = 16, /* a read: the member records */
+    KVWIRE_ROUTE = 17,   /* a read: descriptors from a key or a range id */
+    KVWIRE_JOIN = 18,    /* a write: a new node's id, or a started node's announcement */
+};
+
 struct kvwire_req {
-    uint8_t kind;    /* KV_OP_PUT..KV_OP_TXN */
+    uint8_t kind;    /* KV_OP_PUT..KV_OP_TXN, or enum kvwire_meta_kind */
     struct kv_op op; /* PUT, GET, DELETE, RANGE */
     /* TXN: views into the caller's arrays (TS_KV_TXN_OPS_MAX each). */
     struct kv_compare *cmps;
@@ -30,6 +37,16 @@ struct kvwire_req {
     uint32_t cmps_n, succ_n, fail_n;
     struct kv_bytes route_key; /* the key whose range serves the request */
     bool linearizable;         /* reads */
+    struct {
+        struct kv_bytes key; /* from this key's range on... */
+        uint64_t range_id;   /* ...or this range only (not 0) */
+        uint32_t limit;      /* descriptors; 0: TS_HOST_ROUTE_LIMIT_DEFAULT */
+    } route;
+    struct {
+        struct kv_bytes addr;
+        uint32_t shards;
+        uint64_t node_id; /* 0: a new node */
+    } join;
 };
 
 /* Arrays a txn's parse fills; one per shard. */
@@ -41,7 +58,8 @@ struct kvwire_txn_space {
 
 /* Returns 0, or a proto Status (PROTO_STATUS_*) with *why set: InvalidArgument (no key,
  * a txn over its limits or with an empty op), KeyTooLarge, ValueTooLarge, Unsupported
- * (a sequential put, or not a key-value request). */
+ * (a sequential put, or not a key-value request). Members, Route and Join requests
+ * route to range 1 (route_key empty). */
 int kvwire_parse(struct proto_request req, struct kvwire_txn_space *space, struct kvwire_req *out,
                  const char **why);
 

@@ -279,12 +279,21 @@ _Static_assert(TS_SHARD_NODE_STOP_MS_DEFAULT <= TS_SHARD_NODE_STOP_MS_MAX,
 /* A request forwarded to the leader's node and not answered by then is answered
  * Unavailable: under the client's 5 s default deadline, so the client can still retry. */
 #define TS_HOST_FWD_TIMEOUT_NS (4ull * 1000 * 1000 * 1000)
+/* A node that hosts no replica of a range passes a request on to the leader a NotLeader
+ * answer names, at most this many times more. */
+#define TS_HOST_FWD_HOPS_MAX 2u
 /* A snapshot chunk not acknowledged in this time aborts the stream (raft retries it); a
  * follower drops a half-received snapshot after this long without a chunk. */
 #define TS_HOST_SNAPSHOT_ACK_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
 #define TS_HOST_SNAPSHOT_RECV_TIMEOUT_NS (30ull * 1000 * 1000 * 1000)
 /* A member's "ip:port" in --initial-cluster. */
 #define TS_HOST_ADDR_BYTES 64u
+/* Descriptors in one Route answer when the request sets no limit, and at most. */
+#define TS_HOST_ROUTE_LIMIT_DEFAULT 64u
+#define TS_HOST_ROUTE_LIMIT_MAX 1024u
+/* How often a node retries announcing itself to the meta range, and a range 1 leader
+ * its bootstrap proposal, until they apply. */
+#define TS_HOST_META_RETRY_NS (1000ull * 1000 * 1000)
 /* Bytes of log entries read at once when a shard restarts its groups. */
 #define TS_HOST_RECOVER_READ_BYTES (4u * 1024u * 1024u)
 

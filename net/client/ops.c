@@ -161,6 +161,10 @@ static const uint8_t *op_table(struct proto_response resp, enum tessera_op op)
         return proto_response_op_as_status_response(resp).tab;
     case TESSERA_OP_MEMBERS:
         return proto_response_op_as_members_response(resp).tab;
+    case TESSERA_OP_JOIN:
+        return proto_response_op_as_join_response(resp).tab;
+    case TESSERA_OP_ROUTE:
+        return proto_response_op_as_route_response(resp).tab;
     case TESSERA_OP_NONE:
         break;
     }
@@ -197,6 +201,19 @@ int client_decode_op(enum tessera_op op, struct proto_response resp, struct tess
     case TESSERA_OP_MEMBERS:
         out->u.members.count =
             proto_members_response_members((struct proto_members_response){tab}).len;
+        return 0;
+    case TESSERA_OP_JOIN: {
+        struct proto_join_response j = {tab};
+        out->u.join.node_id = proto_join_response_node_id(j);
+        out->u.join.cluster_id = proto_join_response_cluster_id(j);
+        out->u.join.ranges = proto_join_response_ranges(j);
+        out->u.join.shards = proto_join_response_shards(j);
+        out->u.join.initial_cluster = proto_join_response_initial_cluster(j).ptr;
+        out->u.join.members = proto_join_response_members(j).len;
+        return 0;
+    }
+    case TESSERA_OP_ROUTE:
+        out->u.route.count = proto_route_response_ranges((struct proto_route_response){tab}).len;
         return 0;
     default:
         decode_kv_body(op, tab, out);
@@ -274,11 +291,14 @@ int tessera_response_txn_result(const struct tessera_response *r, size_t i,
 int tessera_response_member_at(const struct tessera_response *r, size_t i,
                                struct tessera_member *out)
 {
-    if (r == NULL || out == NULL || r->op != TESSERA_OP_MEMBERS || r->internal_ == NULL) {
+    if (r == NULL || out == NULL || (r->op != TESSERA_OP_MEMBERS && r->op != TESSERA_OP_JOIN) ||
+        r->internal_ == NULL) {
         return TS_EINVAL;
     }
     struct proto_vec v =
-        proto_members_response_members((struct proto_members_response){r->internal_});
+        r->op == TESSERA_OP_JOIN
+            ? proto_join_response_members((struct proto_join_response){r->internal_})
+            : proto_members_response_members((struct proto_members_response){r->internal_});
     if (i >= v.len) {
         return TS_EINVAL;
     }
@@ -291,6 +311,37 @@ int tessera_response_member_at(const struct tessera_response *r, size_t i,
                                    .used_bytes = proto_member_used_bytes(m),
                                    .replicas = proto_member_replicas(m),
                                    .leaders = proto_member_leaders(m)};
+    return 0;
+}
+
+int tessera_response_range_at(const struct tessera_response *r, size_t i,
+                              struct tessera_range_desc *out)
+{
+    if (r == NULL || out == NULL || r->op != TESSERA_OP_ROUTE || r->internal_ == NULL) {
+        return TS_EINVAL;
+    }
+    struct proto_vec v = proto_route_response_ranges((struct proto_route_response){r->internal_});
+    if (i >= v.len) {
+        return TS_EINVAL;
+    }
+    struct proto_range_descriptor d = proto_range_descriptor_vec_at(v, (uint32_t)i);
+    struct proto_bytes sk = proto_range_descriptor_start_key(d);
+    struct proto_bytes ek = proto_range_descriptor_end_key(d);
+    struct proto_range_epoch ep = proto_range_descriptor_epoch(d);
+    struct proto_vec reps = proto_range_descriptor_replicas(d);
+    *out = (struct tessera_range_desc){.range_id = proto_range_descriptor_range_id(d),
+                                       .start_key = sk.data,
+                                       .start_key_len = sk.len,
+                                       .end_key = ek.data,
+                                       .end_key_len = ek.len,
+                                       .generation = ep.generation,
+                                       .conf_version = ep.conf_version};
+    for (uint32_t k = 0; k < reps.len && k < TESSERA_REPLICAS_MAX; k++) {
+        struct proto_replica rp = proto_replica_vec_at(reps, k);
+        out->replica_node[k] = rp.node_id;
+        out->replica_shard[k] = rp.shard;
+        out->replicas++;
+    }
     return 0;
 }
 
@@ -400,11 +451,80 @@ int tessera_status_async(struct tessera_client *c, int endpoint, tessera_respons
     return client_submit(c, &req, cb, data);
 }
 
-int tessera_members_async(struct tessera_client *c, tessera_response_cb cb, void *data)
+int tessera_members_async(struct tessera_client *c, enum tessera_consistency consistency,
+                          tessera_response_cb cb, void *data)
 {
-    if (c == NULL) {
+    if (c == NULL || (unsigned)consistency > TESSERA_SERIALIZABLE) {
         return TS_EINVAL;
     }
-    struct client_request req = {.op = TESSERA_OP_MEMBERS, .encode = encode_members};
+    struct client_request req = {
+        .op = TESSERA_OP_MEMBERS, .encode = encode_members, .consistency = (uint8_t)consistency};
+    return client_submit(c, &req, cb, data);
+}
+
+struct route_args {
+    const void *key;
+    uint32_t key_len;
+    uint64_t range_id;
+    uint32_t limit;
+};
+
+static int encode_route(struct proto_builder *b, const void *args, struct client_encoded *out)
+{
+    const struct route_args *a = args;
+    proto_ref key = a->key_len > 0 ? proto_create_bytes(b, a->key, a->key_len) : 0;
+    proto_route_request_begin(b);
+    if (key != 0) {
+        proto_route_request_add_key(b, key);
+    }
+    proto_route_request_add_range_id(b, a->range_id);
+    proto_route_request_add_limit(b, a->limit);
+    out->op = proto_route_request_end(b);
+    out->op_type = PROTO_REQUEST_OP_ROUTE_REQUEST;
+    return b->err;
+}
+
+int tessera_route_async(struct tessera_client *c, const void *key, size_t key_len,
+                        uint64_t range_id, uint32_t limit, tessera_response_cb cb, void *data)
+{
+    if (c == NULL || (key == NULL && key_len > 0)) {
+        return TS_EINVAL;
+    }
+    if (key_len > TESSERA_KEY_BYTES_MAX) {
+        return TS_ETOOBIG;
+    }
+    struct route_args a = {
+        .key = key, .key_len = (uint32_t)key_len, .range_id = range_id, .limit = limit};
+    struct client_request req = {.op = TESSERA_OP_ROUTE, .encode = encode_route, .args = &a};
+    return client_submit(c, &req, cb, data);
+}
+
+struct join_args {
+    const char *address;
+    uint32_t shards;
+    uint64_t node_id;
+};
+
+static int encode_join(struct proto_builder *b, const void *args, struct client_encoded *out)
+{
+    const struct join_args *a = args;
+    proto_ref addr = proto_create_string(b, a->address, (uint32_t)strlen(a->address));
+    proto_join_request_begin(b);
+    proto_join_request_add_address(b, addr);
+    proto_join_request_add_shards(b, a->shards);
+    proto_join_request_add_node_id(b, a->node_id);
+    out->op = proto_join_request_end(b);
+    out->op_type = PROTO_REQUEST_OP_JOIN_REQUEST;
+    return b->err;
+}
+
+int tessera_join_async(struct tessera_client *c, const char *address, uint32_t shards,
+                       uint64_t node_id, tessera_response_cb cb, void *data)
+{
+    if (c == NULL || address == NULL || address[0] == 0 || strlen(address) > 255) {
+        return TS_EINVAL;
+    }
+    struct join_args a = {.address = address, .shards = shards, .node_id = node_id};
+    struct client_request req = {.op = TESSERA_OP_JOIN, .encode = encode_join, .args = &a};
     return client_submit(c, &req, cb, data);
 }

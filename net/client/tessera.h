@@ -59,7 +59,7 @@
  * picks the endpoint for a keyed request, update() receives descriptors and leader hints
  * from answers, invalidate() is called when an answer says the route was wrong; the
  * answer then reaches the callback as it is (no re-send, no range id on the wire).
- * Unkeyed requests (ping, status, members) go to any of cfg.endpoints.
+ * Unkeyed requests (ping, status, members, route, join) go to any of cfg.endpoints.
  *
  * Wire: a frame is a u32 little-endian length L followed by L bytes of a FlatBuffers
  * Message (net/proto/tessera.fbs); every received frame is verified before any field is
@@ -163,8 +163,12 @@ enum tessera_op {
     TESSERA_OP_RANGE = 5,
     TESSERA_OP_TXN = 6,
     TESSERA_OP_STATUS = 7,
-    TESSERA_OP_MEMBERS = 8
+    TESSERA_OP_MEMBERS = 8,
+    TESSERA_OP_JOIN = 9,
+    TESSERA_OP_ROUTE = 10
 };
+
+#define TESSERA_REPLICAS_MAX 16 /* replicas a route answer reports per descriptor */
 
 /* A key-value as the server holds it: a view (valid only in the callback it came to). */
 struct tessera_kv {
@@ -247,6 +251,17 @@ struct tessera_response {
         struct {
             size_t count; /* tessera_response_member_at() */
         } members;
+        struct {
+            uint64_t node_id; /* the id the meta range gave the node (or its own) */
+            uint64_t cluster_id;
+            uint32_t ranges;
+            uint32_t shards;
+            const char *initial_cluster; /* "id=addr,...", NUL-terminated, or NULL */
+            size_t members;              /* tessera_response_member_at() */
+        } join;
+        struct {
+            size_t count; /* tessera_response_range_at() */
+        } route;
     } u;
     const void *internal_; /* the answer's op table, for the accessors below; do not use */
 };
@@ -259,15 +274,18 @@ typedef void (*tessera_response_cb)(void *data, int status, const struct tessera
 /* ------------------------------------------------------------------ route hooks */
 
 /* A range descriptor carried by an answer (StaleEpoch, RangeNotFound, route answers):
- * a view valid during the hook call only. */
+ * a view valid during the hook call (or the callback) only. */
 struct tessera_range_desc {
     uint64_t range_id;
     const uint8_t *start_key; /* inclusive */
     size_t start_key_len;
     const uint8_t *end_key; /* exclusive; length 0 is the end of the keyspace */
     size_t end_key_len;
-    uint64_t generation;
-    uint64_t conf_version;
+    uint64_t generation;   /* bumped by splits and merges */
+    uint64_t conf_version; /* bumped by replica changes */
+    size_t replicas;       /* route answers (tessera_response_range_at) only */
+    uint64_t replica_node[TESSERA_REPLICAS_MAX];
+    uint32_t replica_shard[TESSERA_REPLICAS_MAX];
 };
 
 /* A leader hint carried by a NotLeader answer (view valid during the hook call only). */
@@ -479,7 +497,21 @@ TESSERA_API int tessera_txn_async(struct tessera_client *c, const struct tessera
  * to the same node), or -1 for any. */
 TESSERA_API int tessera_status_async(struct tessera_client *c, int endpoint, tessera_response_cb cb,
                                      void *data);
-TESSERA_API int tessera_members_async(struct tessera_client *c, tessera_response_cb cb, void *data);
+/* The members, as the meta range records them (a read of range 1: linearizable, or a
+ * serializable read of whichever replica answers), with the liveness the answering node
+ * sees. */
+TESSERA_API int tessera_members_async(struct tessera_client *c,
+                                      enum tessera_consistency consistency, tessera_response_cb cb,
+                                      void *data);
+/* The range descriptors the meta range holds: range_id's alone, or (range_id 0) those from
+ * the range holding key on, up to limit (0: the server's default, 64). */
+TESSERA_API int tessera_route_async(struct tessera_client *c, const void *key, size_t key_len,
+                                    uint64_t range_id, uint32_t limit, tessera_response_cb cb,
+                                    void *data);
+/* Asks the meta range for a node id for a new node serving at address (node_id 0), or
+ * records node node_id as started at address. What tesserad --join does. */
+TESSERA_API int tessera_join_async(struct tessera_client *c, const char *address, uint32_t shards,
+                                   uint64_t node_id, tessera_response_cb cb, void *data);
 
 /* The repeated parts of an answer; views valid only in the callback. */
 
@@ -493,9 +525,12 @@ TESSERA_API int tessera_response_kv_at(const struct tessera_response *r, size_t 
  * Returns 0, TESSERA_EINVAL (not a txn answer, i out of bounds) or TESSERA_EPROTO. */
 TESSERA_API int tessera_response_txn_result(const struct tessera_response *r, size_t i,
                                             struct tessera_response *out);
-/* Members answers: member i. Returns 0 or TESSERA_EINVAL. */
+/* Members and join answers: member i. Returns 0 or TESSERA_EINVAL. */
 TESSERA_API int tessera_response_member_at(const struct tessera_response *r, size_t i,
                                            struct tessera_member *out);
+/* Route answers: descriptor i. Returns 0 or TESSERA_EINVAL. */
+TESSERA_API int tessera_response_range_at(const struct tessera_response *r, size_t i,
+                                          struct tessera_range_desc *out);
 
 /*
  * Blocking conveniences: each runs the client's loop until its answer (callbacks of other

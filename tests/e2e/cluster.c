@@ -131,7 +131,7 @@ static int await_line(struct e2e_node *nd, uint32_t timeout_ms)
 }
 
 /* Forks and execs tesserad for node i; first: with --initial-cluster. */
-static int spawn(struct e2e_cluster *c, uint32_t i, bool first)
+static int spawn(struct e2e_cluster *c, uint32_t i, bool first, const char *const *more)
 {
     struct e2e_node *nd = &c->node[i];
     int out[2];
@@ -161,7 +161,7 @@ static int spawn(struct e2e_cluster *c, uint32_t i, bool first)
         if (log < 0 || dup2(out[1], STDOUT_FILENO) < 0 || dup2(log, STDERR_FILENO) < 0) {
             _exit(127);
         }
-        const char *argv[16 + E2E_EXTRA_ARGS_MAX];
+        const char *argv[16 + 2 * E2E_EXTRA_ARGS_MAX];
         uint32_t k = 0;
         argv[k++] = c->tesserad;
         argv[k++] = "--data";
@@ -180,6 +180,9 @@ static int spawn(struct e2e_cluster *c, uint32_t i, bool first)
         }
         for (uint32_t x = 0; x < E2E_EXTRA_ARGS_MAX && c->extra[x] != NULL; x++) {
             argv[k++] = c->extra[x];
+        }
+        for (uint32_t x = 0; more != NULL && x < E2E_EXTRA_ARGS_MAX && more[x] != NULL; x++) {
+            argv[k++] = more[x];
         }
         argv[k] = NULL;
         execv(c->tesserad, (char *const *)argv);
@@ -285,7 +288,7 @@ int e2e_cluster_start(struct e2e_cluster *c, const char *tesserad, uint32_t n, u
         return -1;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if (spawn(c, i, true) != 0 || await_start(c, i) != 0) {
+        if (spawn(c, i, true, NULL) != 0 || await_start(c, i) != 0) {
             int rc = i == 0 && log_says_no_uring(&c->node[i]) ? E2E_SKIP : -1;
             if (rc == E2E_SKIP) {
                 fprintf(stderr, "e2e: tesserad cannot start (io_uring?): skipped\n");
@@ -369,7 +372,7 @@ int e2e_node_restart(struct e2e_cluster *c, uint32_t i)
         fprintf(stderr, "e2e: node %u is still running\n", i + 1);
         return -1;
     }
-    return spawn(c, i, false) == 0 ? await_start(c, i) : -1;
+    return spawn(c, i, false, NULL) == 0 ? await_start(c, i) : -1;
 }
 
 int e2e_cluster_restart_all(struct e2e_cluster *c)
@@ -382,12 +385,59 @@ int e2e_cluster_restart_all(struct e2e_cluster *c)
         }
     }
     for (uint32_t i = 0; i < c->n && rc == 0; i++) {
-        rc = spawn(c, i, false);
+        rc = spawn(c, i, false, NULL);
     }
     for (uint32_t i = 0; i < c->n && rc == 0; i++) {
         rc = await_start(c, i);
     }
     return rc;
+}
+
+int e2e_node_add(struct e2e_cluster *c, const char *const *args)
+{
+    if (c->n >= E2E_NODES_MAX) {
+        fprintf(stderr, "e2e: no room for another node\n");
+        return -1;
+    }
+    uint32_t i = c->n;
+    struct e2e_node *nd = &c->node[i];
+    int held = reserve_port(&nd->port);
+    if (held < 0) {
+        fprintf(stderr, "e2e: no free port\n");
+        return -1;
+    }
+    close(held);
+    snprintf(nd->addr, sizeof nd->addr, "127.0.0.1:%u", (unsigned)nd->port);
+    snprintf(nd->dir, sizeof nd->dir, "%s/node%u", c->root, i + 1);
+    snprintf(nd->log, sizeof nd->log, "%s/node%u.log", c->root, i + 1);
+    nd->out_fd = -1;
+    c->n++;
+    return spawn(c, i, false, args) == 0 ? await_start(c, i) : -1;
+}
+
+int e2e_node_run(struct e2e_cluster *c, uint32_t i, bool initial, const char *const *args,
+                 uint32_t timeout_ms, int *status)
+{
+    struct e2e_node *nd = &c->node[i];
+    if (nd->pid > 0) {
+        fprintf(stderr, "e2e: node %u is still running\n", i + 1);
+        return -1;
+    }
+    if (spawn(c, i, initial, args) != 0) {
+        return -1;
+    }
+    uint64_t deadline = e2e_now_ms() + timeout_ms;
+    int st = 0;
+    while (e2e_node_alive(c, i, &st)) {
+        if (e2e_now_ms() >= deadline) {
+            fprintf(stderr, "e2e: node %u still runs after %u ms\n", i + 1, timeout_ms);
+            (void)e2e_node_kill(c, i);
+            return -1;
+        }
+        usleep(20 * 1000);
+    }
+    *status = st;
+    return 0;
 }
 
 /* Prints a node's log when it holds a sanitizer report (ctest's fail regex sees it). */

@@ -92,6 +92,19 @@ int e2e_node_restart(struct e2e_cluster *c, uint32_t i);
  * Returns 0 or -1. */
 int e2e_cluster_restart_all(struct e2e_cluster *c);
 
+/* Adds a node (index c->n, the next id's directory and a free port) started with --data,
+ * --listen, the extra options and args (NULL-terminated, e.g. "--join", ADDR), and waits
+ * for its "node N" line. c->spec and c->endpoints stay the initial members'. Returns 0 or
+ * -1. */
+int e2e_node_add(struct e2e_cluster *c, const char *const *args);
+
+/* Runs node i (not running) with --data, --listen, the --initial-cluster options when
+ * initial, the extra options and args, and waits up to timeout_ms for it to exit (a
+ * start that must be refused); *status receives its wait status. Returns 0, or -1 when
+ * it did not start or still ran (then it is killed). */
+int e2e_node_run(struct e2e_cluster *c, uint32_t i, bool initial, const char *const *args,
+                 uint32_t timeout_ms, int *status);
+
 /* True while node i's process runs (reaps it if it exited; *status gets its wait status). */
 bool e2e_node_alive(struct e2e_cluster *c, uint32_t i, int *status);
 

@@ -306,6 +306,30 @@ Test(kv_cli, status_members_and_exit_codes)
     cr_assert_eq(r.code, 0);
     cr_assert_eq(strncmp(r.out, "| NODE_ID | STATE | ADDRESS |", 28), 0);
 
+    /* The meta range's descriptors: every range from the first, or from a key's on. */
+    cli(&r, NULL, EP, "ranges", NULL);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_eq(strncmp(r.out, "range 1, [, ", 12), 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "epoch 1.1, replicas "), "%s", r.out);
+    size_t lines = 0;
+    for (const char *p = r.out; *p != 0; p++) {
+        lines += *p == '\n';
+    }
+    cr_assert_eq(lines, cluster.ranges, "one line per range: %s", r.out);
+    cli(&r, NULL, EP, "ranges", "\x7f", "--limit", "1", NULL);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_eq(strncmp(r.out, "range ", 6), 0, "%s", r.out);
+    cr_assert_null(strstr(r.out, "range 1,"), "from the key's range on: %s", r.out);
+    cli(&r, NULL, EP, "--output", "json", "ranges", "--limit", "2", NULL);
+    cr_assert_eq(r.code, 0);
+    cr_assert_eq(strncmp(r.out, "{\"ranges\":[{\"range_id\":1,\"start_key\":\"\"", 39), 0, "%s",
+                 r.out);
+    cli(&r, NULL, EP, "--output", "table", "ranges", NULL);
+    cr_assert_eq(r.code, 0);
+    cr_assert_eq(strncmp(r.out, "| RANGE_ID | START_KEY |", 24), 0, "%s", r.out);
+    cli(&r, NULL, EP, "ranges", "a", "b", NULL);
+    cr_assert_eq(r.code, 2, "usage error");
+
     /* Exit 2: usage errors. */
     cli(&r, NULL, EP, "frobnicate", NULL);
     cr_assert_eq(r.code, 2);

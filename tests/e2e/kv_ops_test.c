@@ -592,7 +592,7 @@ Test(kv_ops, status_and_members)
     deadline = e2e_now_ms() + 30000;
     for (;;) {
         ok = -1;
-        cr_assert_eq(tessera_members_async(cl, members_cb, &ok), 0);
+        cr_assert_eq(tessera_members_async(cl, TESSERA_LINEARIZABLE, members_cb, &ok), 0);
         uint64_t d = e2e_now_ms() + WAIT_MS;
         while (ok == -1 && e2e_now_ms() < d) {
             (void)tessera_client_run(cl, 100);

@@ -53,7 +53,9 @@ static const char usage_text[] =
     "                                           through the answers until done or N rows\n"
     "  txn                                      a transaction read from stdin (below)\n"
     "  status                                   the status of every endpoint\n"
-    "  members                                  the cluster's members\n"
+    "  members                                  the cluster's members (from the meta range)\n"
+    "  ranges [KEY] [--limit N]                 the range descriptors the meta range holds,\n"
+    "                                           from KEY's range on (default 64)\n"
     "\n"
     "txn reads three groups of lines separated by a blank line: compares, the ops run\n"
     "when all compares hold, the ops run otherwise (etcdctl's interactive syntax):\n"
@@ -625,12 +627,21 @@ static int print_members(const struct cli *o, const struct tessera_response *r)
                    m.shards, m.replicas, m.leaders, m.capacity_bytes, m.used_bytes);
             continue;
         }
-        printf(o->output == OUT_TABLE ? "| %" PRIu64 " | %s | %s | %u | %u | %u | %" PRIu64
-                                        " | %" PRIu64 " |\n"
-                                      : "%" PRIu64 ", %s, %s, shards %u, replicas %u, "
-                                        "leaders %u, capacity %" PRIu64 " B, used %" PRIu64 " B\n",
-               m.node_id, state_name(m.state), a, m.shards, m.replicas, m.leaders, m.capacity_bytes,
-               m.used_bytes);
+        if (o->output == OUT_TABLE) {
+            printf("| %" PRIu64 " | %s | %s | %u | %u | %u | %" PRIu64 " | %" PRIu64 " |\n",
+                   m.node_id, state_name(m.state), a, m.shards, m.replicas, m.leaders,
+                   m.capacity_bytes, m.used_bytes);
+            continue;
+        }
+        /* Plain: what the answer reports (a node may leave the gauges out: zero). */
+        printf("%" PRIu64 ", %s, %s, shards %u", m.node_id, state_name(m.state), a, m.shards);
+        if (m.replicas != 0 || m.leaders != 0) {
+            printf(", replicas %u, leaders %u", m.replicas, m.leaders);
+        }
+        if (m.capacity_bytes != 0 || m.used_bytes != 0) {
+            printf(", capacity %" PRIu64 " B, used %" PRIu64 " B", m.capacity_bytes, m.used_bytes);
+        }
+        putchar('\n');
     }
     fputs(o->output == OUT_JSON ? "]}\n" : "", stdout);
     return EXIT_OK;
@@ -642,7 +653,63 @@ static int cmd_members(struct cli *o)
         return usage_error("usage", "members");
     }
     struct wait w = {.o = o, .print = print_members};
-    return finish(o, &w, tessera_members_async(o->client, wait_cb, &w));
+    return finish(o, &w, tessera_members_async(o->client, o->consistency, wait_cb, &w));
+}
+
+static int print_ranges(const struct cli *o, const struct tessera_response *r)
+{
+    struct tessera_range_desc d;
+    fputs(o->output == OUT_JSON    ? "{\"ranges\":["
+          : o->output == OUT_TABLE ? "| RANGE_ID | START_KEY | END_KEY | GENERATION | "
+                                     "CONF_VERSION | REPLICAS |\n"
+                                   : "",
+          stdout);
+    for (size_t i = 0; tessera_response_range_at(r, i, &d) == 0; i++) {
+        if (o->output == OUT_JSON) {
+            printf("%s{\"range_id\":%" PRIu64 ",\"start_key\":\"", i > 0 ? "," : "", d.range_id);
+            print_base64(stdout, d.start_key, d.start_key_len);
+            fputs("\",\"end_key\":\"", stdout);
+            print_base64(stdout, d.end_key, d.end_key_len);
+            printf("\",\"generation\":%" PRIu64 ",\"conf_version\":%" PRIu64 ",\"replicas\":[",
+                   d.generation, d.conf_version);
+            for (size_t k = 0; k < d.replicas; k++) {
+                printf("%s{\"node_id\":%" PRIu64 ",\"shard\":%u}", k > 0 ? "," : "",
+                       d.replica_node[k], d.replica_shard[k]);
+            }
+            fputs("]}", stdout);
+            continue;
+        }
+        bool table = o->output == OUT_TABLE;
+        printf(table ? "| %" PRIu64 " | " : "range %" PRIu64 ", [", d.range_id);
+        print_escaped(stdout, d.start_key, d.start_key_len);
+        fputs(table ? " | " : ", ", stdout);
+        if (d.end_key_len == 0) {
+            fputs(table ? "" : "end", stdout);
+        } else {
+            print_escaped(stdout, d.end_key, d.end_key_len);
+        }
+        printf(table ? " | %" PRIu64 " | %" PRIu64 " | "
+                     : "), epoch %" PRIu64 ".%" PRIu64 ", replicas ",
+               d.generation, d.conf_version);
+        for (size_t k = 0; k < d.replicas; k++) {
+            printf("%s%" PRIu64 "/%u", k > 0 ? "," : "", d.replica_node[k], d.replica_shard[k]);
+        }
+        fputs(table ? " |\n" : "\n", stdout);
+    }
+    fputs(o->output == OUT_JSON ? "]}\n" : "", stdout);
+    return EXIT_OK;
+}
+
+static int cmd_ranges(struct cli *o)
+{
+    if (o->nargs > 1 || o->keys_only || o->count_only || o->prefix || o->limit > UINT32_MAX) {
+        return usage_error("usage", "ranges [KEY] [--limit N]");
+    }
+    const char *key = o->nargs == 1 ? o->args[0] : "";
+    struct wait w = {.o = o, .print = print_ranges};
+    return finish(
+        o, &w,
+        tessera_route_async(o->client, key, strlen(key), 0, (uint32_t)o->limit, wait_cb, &w));
 }
 
 /* ------------------------------------------------------------------ txn */
@@ -743,9 +810,9 @@ static int run_command(struct cli *o)
     static const struct {
         const char *name;
         int (*fn)(struct cli *o);
-    } cmds[] = {{"put", cmd_put},        {"get", cmd_get}, {"del", cmd_del},
-                {"range", cmd_range},    {"txn", cli_txn}, {"status", cmd_status},
-                {"members", cmd_members}};
+    } cmds[] = {{"put", cmd_put},         {"get", cmd_get},      {"del", cmd_del},
+                {"range", cmd_range},     {"txn", cli_txn},      {"status", cmd_status},
+                {"members", cmd_members}, {"ranges", cmd_ranges}};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(o->command, cmds[i].name) == 0) {
             return cmds[i].fn(o);

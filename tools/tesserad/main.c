@@ -12,7 +12,11 @@
  * --listen) is this node, and the cluster's layout (members, ranges) is written to
  * DIR/cluster with the shard count. Later starts need only --data and --listen: the node
  * restarts from its log and B-tree; a different --initial-cluster, --ranges or --shards
- * is refused. --config FILE
+ * is refused. A first start with --initial-cluster asks the other members whether this
+ * node has started before (the meta range records it): if so its data is lost and the
+ * start is refused. --join IP:PORT,... enters a running cluster instead: the meta range
+ * gives the node a new id, and DIR/cluster records it ("joined ID" on a second line).
+ * --config FILE
  * reads the same options from lines "option = value" (the names without "--").
  *
  * Tuning: --checkpoint-entries N (applied entries between B-tree checkpoints, default
@@ -40,6 +44,7 @@
 
 #include "core/util/err.h"
 #include "core/util/log.h"
+#include "net/client/tessera.h"
 #include "shard/host.h"
 #include "shard/node.h"
 #include "shard/server.h"
@@ -55,7 +60,9 @@ struct tesserad {
     struct ts_log log;
     const char *data;
     const char *advertise;
+    const char *join; /* --join: members to ask for an id */
     char spec[TESSERAD_SPEC_BYTES];
+    uint64_t joined_id; /* this node joined later with this id (0: an initial member) */
     uint32_t ranges;
     struct host_cluster cluster;
     struct host_shared shared;
@@ -155,7 +162,7 @@ static int usage(const char *why)
     fprintf(stderr,
             "usage: tesserad --data DIR --listen IP:PORT [--advertise IP:PORT] [--shards N] "
             "[--pin]\n"
-            "                [--initial-cluster ID=IP:PORT,...] [--ranges N]\n"
+            "                (--initial-cluster ID=IP:PORT,... [--ranges N] | --join IP:PORT,...)\n"
             "                [--log-level error|warn|info|debug|trace] [--config FILE]\n"
             "                [--checkpoint-entries N] [--log-retain-entries N]\n"
             "       tesserad --listen IP:PORT [--shards N]   (no --data: Ping only)\n");
@@ -235,8 +242,7 @@ static int option(struct tesserad *t, struct shard_node_config *nc, enum ts_log_
             return usage("unknown log level");
         }
     } else if (strcmp(name, "join") == 0) {
-        return usage("--join (adding a node to a running cluster) comes with the placement "
-                     "driver; start every member with the same --initial-cluster");
+        t->join = keep(v);
     } else {
         return usage("unknown option");
     }
@@ -308,6 +314,197 @@ static int parse(int argc, char **argv, struct tesserad *t, struct shard_node_co
     return 0;
 }
 
+/* ---- Entering a cluster: --join, and the lost-data guard of --initial-cluster ---- */
+
+#define TESSERAD_JOIN_TIMEOUT_MS 60000u
+#define TESSERAD_PROBE_TIMEOUT_MS 2000u
+
+struct ask {
+    bool done;
+    int status;
+    char message[256];
+    uint64_t self;       /* members: the node asked about */
+    int self_state;      /* its state in the answer, -1 when absent */
+    uint64_t node_id;    /* join */
+    uint64_t cluster_id; /* join */
+    uint32_t ranges;     /* join */
+    uint32_t shards;     /* join */
+    char spec[TESSERAD_SPEC_BYTES];
+};
+
+static void ask_cb(void *data, int status, const struct tessera_response *r)
+{
+    struct ask *a = data;
+    a->done = true;
+    a->status = status;
+    if (r != NULL && r->message != NULL) {
+        snprintf(a->message, sizeof a->message, "%s", r->message);
+    }
+    if (status != 0 || r == NULL) {
+        return;
+    }
+    struct tessera_member m;
+    for (size_t i = 0; tessera_response_member_at(r, i, &m) == 0; i++) {
+        if (m.node_id == a->self) {
+            a->self_state = (int)m.state;
+        }
+    }
+    if (r->op == TESSERA_OP_JOIN) {
+        a->node_id = r->u.join.node_id;
+        a->cluster_id = r->u.join.cluster_id;
+        a->ranges = r->u.join.ranges;
+        a->shards = r->u.join.shards;
+        snprintf(a->spec, sizeof a->spec, "%s",
+                 r->u.join.initial_cluster != NULL ? r->u.join.initial_cluster : "");
+    }
+}
+
+static struct tessera_client *ask_client(const char *endpoints, uint32_t timeout_ms)
+{
+    struct tessera_client_config cfg;
+    tessera_client_config_init(&cfg);
+    cfg.endpoints = endpoints;
+    cfg.request_timeout_ms = timeout_ms;
+    cfg.inflight_max = 4;
+    struct tessera_client *c = NULL;
+    int rc = tessera_client_new(&cfg, &c);
+    if (rc != 0) {
+        fprintf(stderr, "tesserad: cannot reach %s: %s\n", endpoints, tessera_strerror(rc));
+        return NULL;
+    }
+    return c;
+}
+
+static void ask_wait(struct tessera_client *c, struct ask *a)
+{
+    while (!a->done) {
+        (void)tessera_client_run(c, 100);
+    }
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* --join: the meta range gives this node an id (or gives it again when the node asked
+ * before and never started); the layout and the cluster id come with it. A new node
+ * hosts no replica until the placement driver moves some to it; meanwhile it serves
+ * clients by forwarding to the leaders. */
+static int join_cluster(struct tesserad *t, struct shard_node_config *nc)
+{
+    const char *me = t->advertise != NULL ? t->advertise : t->scfg.listen;
+    struct tessera_client *c = ask_client(t->join, 5000);
+    if (c == NULL) {
+        return 1;
+    }
+    struct ask a;
+    uint64_t deadline = now_ms() + TESSERAD_JOIN_TIMEOUT_MS;
+    for (;;) {
+        memset(&a, 0, sizeof a);
+        a.self_state = -1;
+        int rc = tessera_join_async(c, me, nc->shards, 0, ask_cb, &a);
+        if (rc != 0) {
+            a.done = true;
+            a.status = rc;
+        }
+        ask_wait(c, &a);
+        bool retry = a.status == TESSERA_EUNAVAIL || a.status == TESSERA_ETIMEOUT ||
+                     a.status == TESSERA_ENOTLEADER;
+        if (!retry || now_ms() >= deadline) {
+            break;
+        }
+        usleep(500 * 1000);
+    }
+    tessera_client_free(c);
+    if (a.status != 0) {
+        fprintf(stderr, "tesserad: joining through %s failed: %s%s%s\n", t->join,
+                tessera_strerror(a.status), a.message[0] != 0 ? ": " : "", a.message);
+        return 1;
+    }
+    struct host_cluster check;
+    const char *why = NULL;
+    if (a.ranges == 0 || a.shards == 0 || a.shards > TESSERAD_SHARDS_MAX ||
+        host_cluster_parse(a.spec, 0, a.ranges, &check, &why) != 0 ||
+        check.cluster_id != a.cluster_id) {
+        fprintf(stderr,
+                "tesserad: the cluster's answer to the join does not describe a cluster "
+                "(ranges %u, shards %u, initial cluster \"%s\")\n",
+                a.ranges, a.shards, a.spec);
+        return 1;
+    }
+    snprintf(t->spec, sizeof t->spec, "%s", a.spec);
+    t->ranges = a.ranges;
+    nc->shards = a.shards;
+    /* An initial member that never started, entering by --join, is that member. */
+    bool initial = false;
+    for (uint32_t i = 0; i < check.n; i++) {
+        initial = initial || check.m[i].node_id == a.node_id;
+    }
+    t->joined_id = initial ? 0 : a.node_id;
+    fprintf(stderr, "tesserad: joined cluster %016llx as node %llu\n",
+            (unsigned long long)a.cluster_id, (unsigned long long)a.node_id);
+    return 0;
+}
+
+/* A first start with --initial-cluster. If the cluster already runs and its meta range
+ * says this node has started before, its data is gone (the directory is new): Raft's
+ * promises (votes, acknowledged entries) went with it, so it must not take its old id
+ * again. Refused; it can enter as a new node with --join (at an address no started
+ * member serves at). When no other member answers (a new cluster starting), there is
+ * nothing to check. The window this cannot cover: a node announces itself through the
+ * meta range once range 1 has a leader, its first second or so; one whose data is lost
+ * before that is not recognised (etcd's "member already bootstrapped" check has the
+ * same window). */
+static int check_not_started(struct tesserad *t)
+{
+    const char *me = t->advertise != NULL ? t->advertise : t->scfg.listen;
+    struct host_cluster probe;
+    const char *why = NULL;
+    if (host_cluster_parse(t->spec, 0, t->ranges != 0 ? t->ranges : 1, &probe, &why) != 0) {
+        return 0; /* setup_cluster reports the spec's error */
+    }
+    char others[TESSERAD_SPEC_BYTES] = "";
+    size_t at = 0;
+    uint64_t self = 0;
+    for (uint32_t i = 0; i < probe.n; i++) {
+        if (strcmp(probe.m[i].addr, me) == 0) {
+            self = probe.m[i].node_id;
+            continue;
+        }
+        int w =
+            snprintf(others + at, sizeof others - at, "%s%s", at > 0 ? "," : "", probe.m[i].addr);
+        at += w > 0 && (size_t)w < sizeof others - at ? (size_t)w : 0;
+    }
+    /* Every other member, each on its own: a serializable read of its replica of range 1
+     * needs no leader (range 1 may be electing one: this node may have led it). */
+    for (uint32_t i = 0; self != 0 && i < probe.n; i++) {
+        if (probe.m[i].node_id == self) {
+            continue;
+        }
+        struct tessera_client *c = ask_client(probe.m[i].addr, TESSERAD_PROBE_TIMEOUT_MS);
+        struct ask a = {.self = self, .self_state = -1};
+        if (c != NULL && tessera_members_async(c, TESSERA_SERIALIZABLE, ask_cb, &a) == 0) {
+            ask_wait(c, &a);
+        }
+        tessera_client_free(c);
+        if (a.status == 0 && a.self_state >= 0 && a.self_state != TESSERA_NODE_JOINING) {
+            fprintf(stderr,
+                    "tesserad: node %llu has already started in this cluster (node %llu says so), "
+                    "but %s holds no data: its data is lost, and a node must not take its old "
+                    "id without its data (it could undo votes and acknowledged writes). To "
+                    "enter as a new node, start it with an empty directory, another address and "
+                    "--join %s.\n",
+                    (unsigned long long)self, (unsigned long long)probe.m[i].node_id, t->data,
+                    others);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* DIR/cluster holds "ranges shards spec" from the bootstrap; a restart must agree with it
  * (ranges map to shards by number, and each shard's log and tree live in DIR/shard-K). */
 static int cluster_file(struct tesserad *t, struct shard_node_config *nc)
@@ -322,10 +519,14 @@ static int cluster_file(struct tesserad *t, struct shard_node_config *nc)
     if (f != NULL) {
         char line[TESSERAD_SPEC_BYTES + 32];
         unsigned long ranges = 0, shards = 0;
+        unsigned long long joined = 0;
         char spec[TESSERAD_SPEC_BYTES];
         bool ok = fgets(line, sizeof line, f) != NULL &&
                   sscanf(line, "%lu %lu %2047s", &ranges, &shards, spec) == 3 && shards > 0 &&
                   shards <= TESSERAD_SHARDS_MAX;
+        if (ok && fgets(line, sizeof line, f) != NULL) {
+            ok = sscanf(line, "joined %llu", &joined) == 1 && joined > 0;
+        }
         fclose(f);
         if (!ok) {
             fprintf(stderr, "tesserad: %s is not a cluster file\n", path);
@@ -342,11 +543,21 @@ static int cluster_file(struct tesserad *t, struct shard_node_config *nc)
         snprintf(t->spec, sizeof t->spec, "%s", spec);
         t->ranges = (uint32_t)ranges;
         nc->shards = (uint32_t)shards;
+        t->joined_id = joined;
         return 0;
     }
-    if (t->spec[0] == 0) {
-        fprintf(stderr, "tesserad: %s holds no cluster: give --initial-cluster\n", t->data);
+    if (t->spec[0] == 0 && t->join == NULL) {
+        fprintf(stderr, "tesserad: %s holds no cluster: give --initial-cluster or --join\n",
+                t->data);
         return 1;
+    }
+    if (t->spec[0] != 0 && t->join != NULL) {
+        return usage("--initial-cluster bootstraps a new cluster, --join enters a running one: "
+                     "give one");
+    }
+    int rc = t->join != NULL ? join_cluster(t, nc) : check_not_started(t);
+    if (rc != 0) {
+        return rc;
     }
     if (t->ranges == 0) {
         t->ranges = TS_HOST_RANGES_DEFAULT;
@@ -361,6 +572,7 @@ static int cluster_file(struct tesserad *t, struct shard_node_config *nc)
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     f = fopen(tmp, "w");
     if (f == NULL || fprintf(f, "%u %u %s\n", t->ranges, nc->shards, t->spec) < 0 ||
+        (t->joined_id != 0 && fprintf(f, "joined %llu\n", (unsigned long long)t->joined_id) < 0) ||
         fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
         fprintf(stderr, "tesserad: cannot write %s: %s\n", path, strerror(errno));
         return 1;
@@ -385,7 +597,19 @@ static int setup_cluster(struct tesserad *t, struct shard_node_config *nc)
             self = probe.m[i].node_id;
         }
     }
-    rc = host_cluster_parse(t->spec, self, t->ranges, &t->cluster, &why);
+    if (t->joined_id != 0) {
+        rc = host_cluster_parse(t->spec, 0, t->ranges, &t->cluster, &why);
+        if (rc == 0 && host_cluster_add(&t->cluster, t->joined_id, me) != 0) {
+            rc = TS_EINVAL;
+            why = "the node id it joined with is taken, or there is no room for it";
+        }
+    } else {
+        rc = host_cluster_parse(t->spec, self, t->ranges, &t->cluster, &why);
+        if (rc == 0 && self == 0) {
+            rc = TS_EINVAL;
+            why = "this node's id is not in the cluster";
+        }
+    }
     if (rc != 0) {
         fprintf(stderr, "tesserad: --initial-cluster \"%s\": %s (this node advertises %s)\n",
                 t->spec, why, me);

@@ -320,8 +320,30 @@ Test(host_cluster, self_must_be_a_member)
 {
     struct host_cluster c;
     cr_assert_eq(parse_spec("1=h:1,2=h:2,3=h:3", 4, 8, &c), TS_EINVAL);
-    cr_assert_eq(parse_spec("1=h:1,2=h:2,3=h:3", 0, 8, &c), TS_EINVAL);
     cr_assert_eq(parse_spec("1=h:1,2=h:2,3=h:3", 3, 8, &c), 0);
+    /* self 0: no node of its own (the meta range's view of the layout). */
+    cr_assert_eq(parse_spec("1=h:1,2=h:2,3=h:3", 0, 8, &c), 0);
+    cr_assert_eq(c.layout_n, 3);
+}
+
+Test(host_cluster, a_joined_node_hosts_no_replica)
+{
+    struct host_cluster c;
+    cr_assert_eq(parse_spec("1=h:1,2=h:2,3=h:3", 0, 8, &c), 0);
+    cr_assert_eq(host_cluster_add(&c, 4, "h:4"), 0);
+    cr_assert_eq(c.self, 4);
+    cr_assert_eq(c.n, 4);
+    cr_assert_eq(c.layout_n, 3);
+    cr_assert_eq(c.replicas, 3);
+    for (uint64_t r = 1; r <= 8; r++) {
+        for (uint32_t k = 0; k < c.replicas; k++) {
+            cr_assert_lt(host_replica_member(&c, r, k), 3u, "range %u replica %u", (unsigned)r, k);
+        }
+    }
+    cr_assert_eq(host_cluster_add(&c, 4, "h:5"), TS_EINVAL, "an id taken");
+    cr_assert_eq(host_cluster_add(&c, 2, "h:5"), TS_EINVAL, "a layout member's id");
+    cr_assert_eq(host_cluster_add(&c, 0, "h:5"), TS_EINVAL, "id 0");
+    cr_assert_eq(host_cluster_add(&c, 9, ""), TS_EINVAL, "no address");
 }
 
 Test(host_cluster, address_length)

@@ -309,7 +309,7 @@ Test(net_client_kv, status_of_one_node_and_members)
     struct got g = {0};
     cr_assert_eq(tessera_status_async(c, 2, got_cb, &g), TESSERA_EINVAL);
     cr_assert_eq(tessera_status_async(c, -2, got_cb, &g), TESSERA_EINVAL);
-    cr_assert_eq(tessera_members_async(c, got_cb, &g), 0);
+    cr_assert_eq(tessera_members_async(c, TESSERA_LINEARIZABLE, got_cb, &g), 0);
     run_until(c, &g);
     cr_assert_eq(g.r.op, TESSERA_OP_MEMBERS);
     cr_assert_eq(g.r.u.members.count, 2);
@@ -335,7 +335,7 @@ Test(net_client_kv, member_accessor)
 {
     struct tessera_client *c = kv_client(1);
     int seen = 0;
-    cr_assert_eq(tessera_members_async(c, members_cb, &seen), 0);
+    cr_assert_eq(tessera_members_async(c, TESSERA_LINEARIZABLE, members_cb, &seen), 0);
     while (!seen) {
         tessera_client_run(c, -1);
     }
