@@ -224,3 +224,57 @@ int peer_decode_raft_message(struct proto_raft_message v, struct raft_message *m
     }
     return 0;
 }
+
+/* ---- Coalesced heartbeats -------------------------------------------------------------- */
+
+bool peer_heartbeat_compact(const struct raft_message *m)
+{
+    bool hb = m->type == RAFT_MSG_HEARTBEAT;
+    return (hb || m->type == RAFT_MSG_HEARTBEAT_RESP) && !m->reject && !m->force &&
+           m->log_term == 0 && m->index == 0 && m->reject_hint == 0 && m->n_entries == 0 &&
+           m->snapshot == NULL && (hb || (m->commit == 0 && !m->quiesce));
+}
+
+struct proto_heartbeat peer_heartbeat_encode(const struct raft_message *m)
+{
+    TS_ASSERT(m->type == RAFT_MSG_HEARTBEAT && peer_heartbeat_compact(m));
+    return (struct proto_heartbeat){.group_id = m->group_id,
+                                    .term = m->term,
+                                    .commit = m->commit,
+                                    .from = m->from,
+                                    .to = m->to,
+                                    .read_context = m->context,
+                                    .quiesce = m->quiesce};
+}
+
+struct proto_heartbeat_ack peer_heartbeat_ack_encode(const struct raft_message *m)
+{
+    TS_ASSERT(m->type == RAFT_MSG_HEARTBEAT_RESP && peer_heartbeat_compact(m));
+    return (struct proto_heartbeat_ack){.group_id = m->group_id,
+                                        .term = m->term,
+                                        .from = m->from,
+                                        .to = m->to,
+                                        .read_context = m->context};
+}
+
+void peer_heartbeat_decode(struct proto_heartbeat hb, struct raft_message *m)
+{
+    *m = (struct raft_message){.group_id = hb.group_id,
+                               .type = RAFT_MSG_HEARTBEAT,
+                               .from = hb.from,
+                               .to = hb.to,
+                               .term = hb.term,
+                               .commit = hb.commit,
+                               .context = hb.read_context,
+                               .quiesce = hb.quiesce};
+}
+
+void peer_heartbeat_ack_decode(struct proto_heartbeat_ack a, struct raft_message *m)
+{
+    *m = (struct raft_message){.group_id = a.group_id,
+                               .type = RAFT_MSG_HEARTBEAT_RESP,
+                               .from = a.from,
+                               .to = a.to,
+                               .term = a.term,
+                               .context = a.read_context};
+}

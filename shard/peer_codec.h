@@ -31,6 +31,17 @@ int peer_decode_raft_message(struct proto_raft_message v, struct raft_message *m
                              struct raft_entry *entries, uint32_t cap,
                              struct raft_snapshot_meta *snap);
 
+/* Heartbeats and their answers, coalesced: a RaftBatch carries them as fixed-size
+ * structs (Heartbeat, HeartbeatAck), one per group. peer_heartbeat_compact tells whether
+ * m is one that fits: a HEARTBEAT or HEARTBEAT_RESP with nothing set beyond group, from,
+ * to, term, commit (heartbeat), context and quiesce (heartbeat). The decoders give back
+ * the message the encoders were given. */
+bool peer_heartbeat_compact(const struct raft_message *m);
+struct proto_heartbeat peer_heartbeat_encode(const struct raft_message *m);
+struct proto_heartbeat_ack peer_heartbeat_ack_encode(const struct raft_message *m);
+void peer_heartbeat_decode(struct proto_heartbeat hb, struct raft_message *m);
+void peer_heartbeat_ack_decode(struct proto_heartbeat_ack a, struct raft_message *m);
+
 /* A snapshot's metadata (index, term, configuration) as a SnapshotMeta table, and back
  * (TS_EPROTO for a table without a configuration or with a bad one). The snapshot
  * stream's chunks carry it too. */

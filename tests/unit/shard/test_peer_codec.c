@@ -681,3 +681,133 @@ Test(peer_codec, encoder_asserts_a_known_type, .signal = SIGABRT)
     struct raft_message m = base_message(RAFT_MSG_TYPES_);
     (void)peer_encode_raft_message(&c->b, &m);
 }
+
+/* ---- Coalesced heartbeats ----------------------------------------------------------------- */
+
+/* Puts hbs and acks into a RaftBatch's fixed-size vectors, frames, verifies, and decodes
+ * them back into out (hbs first). */
+static void heartbeat_batch(struct codec *c, const struct raft_message *hbs, uint32_t nh,
+                            const struct raft_message *acks, uint32_t na, struct raft_message *out)
+{
+    struct proto_builder *b = &c->b;
+    proto_builder_reset(b);
+    struct proto_heartbeat h[8];
+    struct proto_heartbeat_ack a[8];
+    cr_assert(nh <= 8 && na <= 8);
+    for (uint32_t i = 0; i < nh; i++) {
+        cr_assert(peer_heartbeat_compact(&hbs[i]));
+        h[i] = peer_heartbeat_encode(&hbs[i]);
+    }
+    for (uint32_t i = 0; i < na; i++) {
+        cr_assert(peer_heartbeat_compact(&acks[i]));
+        a[i] = peer_heartbeat_ack_encode(&acks[i]);
+    }
+    proto_ref hv = proto_heartbeat_vec_create(b, h, nh);
+    proto_ref av = proto_heartbeat_ack_vec_create(b, a, na);
+    proto_raft_batch_begin(b);
+    proto_raft_batch_add_from_node(b, 1);
+    proto_raft_batch_add_to_node(b, 2);
+    proto_raft_batch_add_heartbeats(b, hv);
+    proto_raft_batch_add_heartbeat_acks(b, av);
+    proto_ref batch = proto_raft_batch_end(b);
+    proto_message_begin(b);
+    proto_message_add_body(b, PROTO_BODY_RAFT_BATCH, batch);
+    proto_ref msg = proto_message_end(b);
+    const uint8_t *frame;
+    uint32_t len;
+    cr_assert_eq(proto_message_finish(b, msg, true, &frame, &len), 0);
+    struct proto_message pm;
+    char err[256] = "";
+    cr_assert_eq(proto_message_decode(frame, len, true, &pm, err, sizeof err), 0, "%s", err);
+    struct proto_raft_batch rb = proto_message_body_as_raft_batch(pm);
+    struct proto_vec gh = proto_raft_batch_heartbeats(rb);
+    struct proto_vec ga = proto_raft_batch_heartbeat_acks(rb);
+    cr_assert_eq(gh.len, nh);
+    cr_assert_eq(ga.len, na);
+    for (uint32_t i = 0; i < nh; i++) {
+        peer_heartbeat_decode(proto_heartbeat_vec_at(gh, i), &out[i]);
+    }
+    for (uint32_t i = 0; i < na; i++) {
+        peer_heartbeat_ack_decode(proto_heartbeat_ack_vec_at(ga, i), &out[nh + i]);
+    }
+}
+
+Test(peer_codec, heartbeats_coalesced_round_trip)
+{
+    struct codec *c = codec_new();
+    for (uint64_t seed = 1; seed <= 200; seed++) {
+        struct ts_rand r;
+        ts_rand_seed(&r, seed);
+        struct raft_message in[16], out[16];
+        uint32_t nh = (uint32_t)ts_rand_below(&r, 9), na = (uint32_t)ts_rand_below(&r, 9);
+        for (uint32_t i = 0; i < nh + na; i++) {
+            in[i] = base_message(i < nh ? RAFT_MSG_HEARTBEAT : RAFT_MSG_HEARTBEAT_RESP);
+            in[i].group_id = 1 + ts_rand_below(&r, 4096);
+            in[i].from = maybe_zero(&r, ts_rand_u64(&r));
+            in[i].to = ts_rand_u64(&r);
+            in[i].term = ts_rand_u64(&r);
+            in[i].context = maybe_zero(&r, ts_rand_u64(&r));
+            if (i < nh) {
+                in[i].commit = maybe_zero(&r, ts_rand_u64(&r));
+                in[i].quiesce = ts_rand_below(&r, 2) == 1;
+            }
+        }
+        heartbeat_batch(c, in, nh, in + nh, na, out);
+        for (uint32_t i = 0; i < nh + na; i++) {
+            assert_same_message(&in[i], &out[i], seed);
+        }
+    }
+    codec_free(c);
+}
+
+/* Only the fields a heartbeat carries fit the struct: anything else goes as a table. */
+Test(peer_codec, heartbeat_compact_only_when_nothing_else_is_set)
+{
+    struct raft_entry e = {.term = 1, .index = 2};
+    for (uint8_t type = 0; type < RAFT_MSG_TYPES_; type++) {
+        struct raft_message m = base_message(type);
+        bool hb = type == RAFT_MSG_HEARTBEAT || type == RAFT_MSG_HEARTBEAT_RESP;
+        cr_assert_eq(peer_heartbeat_compact(&m), hb, "type %u", type);
+    }
+    for (int field = 0; field < 9; field++) {
+        for (int t = 0; t < 2; t++) {
+            struct raft_message m =
+                base_message(t == 0 ? RAFT_MSG_HEARTBEAT : RAFT_MSG_HEARTBEAT_RESP);
+            m.context = 5;
+            cr_assert(peer_heartbeat_compact(&m));
+            switch (field) {
+            case 0:
+                m.reject = true;
+                break;
+            case 1:
+                m.force = true;
+                break;
+            case 2:
+                m.log_term = 1;
+                break;
+            case 3:
+                m.index = 1;
+                break;
+            case 4:
+                m.reject_hint = 1;
+                break;
+            case 5:
+                m.entries = &e;
+                m.n_entries = 1;
+                break;
+            case 6:
+                m.snapshot = &plain_snapshot;
+                break;
+            case 7:
+                m.commit = 1;
+                break;
+            default:
+                m.quiesce = true;
+                break;
+            }
+            /* commit and quiesce belong to a heartbeat, not to its answer. */
+            bool fits = t == 0 && (field == 7 || field == 8);
+            cr_assert_eq(peer_heartbeat_compact(&m), fits, "field %d type %d", field, t);
+        }
+    }
+}
