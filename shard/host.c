@@ -434,6 +434,14 @@ int host_cluster_add(struct host_cluster *c, uint64_t node_id, const char *addr)
 
 /* ---- The store: core/kv over the shard's B-tree ------------------------------------------ */
 
+/* What a failed store call says: for corruption, the B-tree's own report, which names the
+ * file, the page and the reason (ts_strerror alone names none of them). */
+static const char *store_why(const struct host *h, int rc)
+{
+    const char *why = rc == TS_ECORRUPT && h->tree != NULL ? btree_last_error(h->tree) : NULL;
+    return why != NULL && why[0] != 0 ? why : ts_strerror(rc);
+}
+
 static int st_get(void *ctx, const uint8_t *key, uint32_t key_len, void *buf, uint32_t buf_bytes,
                   uint32_t *value_len)
 {
@@ -939,7 +947,7 @@ static void serve_read(struct host *h, struct replica *r, struct cref c, const s
     uint32_t len;
     if (rc < 0) {
         HOST_LOG(h, ERROR, "shard %u: range %llu: read failed: %s", h->shard_id,
-                 (unsigned long long)r->range, ts_strerror(rc));
+                 (unsigned long long)r->range, store_why(h, rc));
         answer_status(h, c, PROTO_STATUS_INTERNAL, "the node could not read its store", 0, 0);
         return;
     }
@@ -1013,7 +1021,7 @@ static void apply_entry(struct host *h, struct replica *r, const struct raft_ent
         /* The store failed: stop this node rather than diverge (the log replays it). */
         HOST_LOG(h, ERROR, "shard %u: range %llu: applying entry %llu failed: %s; stopping",
                  h->shard_id, (unsigned long long)r->range, (unsigned long long)e->index,
-                 ts_strerror(rc));
+                 store_why(h, rc));
         h->failed = true;
         (void)shard_node_stop(shard_get_node(h->shard));
         return;
@@ -1212,7 +1220,7 @@ static bool snap_send_chunk(struct host *h, struct replica *r)
     int64_t n = snap_fill(h, r, ss);
     if (n < 0) {
         HOST_LOG(h, ERROR, "shard %u: range %llu: reading the snapshot failed: %s", h->shard_id,
-                 (unsigned long long)r->range, ts_strerror((int)n));
+                 (unsigned long long)r->range, store_why(h, (int)n));
         return false;
     }
     struct proto_builder *b = &h->out_b;
@@ -1601,7 +1609,7 @@ static int sync_wal(struct host *h)
 static void fatal(struct host *h, const char *what, int rc)
 {
     HOST_LOG(h, ERROR, "shard %u: %s: %s; the node stops (restart recovers from disk)", h->shard_id,
-             what, ts_strerror(rc));
+             what, store_why(h, rc));
     h->failed = true;
     (void)shard_node_stop(shard_get_node(h->shard));
 }
@@ -2851,7 +2859,7 @@ int host_start(struct shard *s, const struct host_config *cfg, struct nio *nio, 
             rc = replica_open(h, &h->reps[h->rep_of[range]], range);
             if (rc != 0) {
                 HOST_LOG(h, ERROR, "shard %u: range %llu cannot start: %s", h->shard_id,
-                         (unsigned long long)range, ts_strerror(rc));
+                         (unsigned long long)range, store_why(h, rc));
             }
         }
     }

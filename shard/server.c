@@ -391,6 +391,16 @@ static bool stop_step(struct server *sv, uint64_t now)
     }
 }
 
+void server_abort(struct server *sv)
+{
+    if (sv == NULL || sv->phase >= SERVER_CLOSING) {
+        return;
+    }
+    TS_ASSERT(sv->nio != NULL); /* a server that started has its transport */
+    nio_destroy(sv->nio);
+    sv->phase = SERVER_CLOSING;
+}
+
 void server_free(struct server *sv)
 {
     if (sv == NULL) {

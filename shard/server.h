@@ -48,6 +48,10 @@ int server_start(struct shard *s, const struct server_config *cfg, struct server
 /* Stops accepting and closes connections once their answers are sent. Returns true once
  * nothing is left (call again on later iterations until then). */
 bool server_stop(struct server *sv);
+/* When the shard's init fails after server_start succeeded (the host could not start):
+ * its stop_cb will not run (shard/node.h), so this closes the listener and every
+ * connection at once, as a failed server_start does, leaving server_free to finish. */
+void server_abort(struct server *sv);
 /* After shard_node_wait (the shard's ring is gone). */
 void server_free(struct server *sv);
 /* The port actually bound (when cfg->listen asked for port 0). */

@@ -669,9 +669,23 @@ static bool progress_update(struct progress *pr, raft_index n)
     return updated;
 }
 
-/* The follower rejected an APPEND at `rejected`; match_hint is the probe index. */
+/* The follower rejected an APPEND at `rejected`; match_hint is the probe index.
+ *
+ * A rejection at or below match whose hint is below match says that the follower no
+ * longer holds entries it acknowledged: its log lost a tail it had reported durable (a
+ * damaged final batch of storage/wal is cut like a torn write, storage/wal/wal.h). Raft
+ * assumes that never happens, and treating the rejection as stale would probe at
+ * match + 1 forever, the follower rejecting each probe. Instead match drops to the hint
+ * and the leader probes from there. Lowering match never lowers the commit index; a
+ * rejection that was merely reordered costs one probe. */
 static bool progress_decr(struct progress *pr, raft_index rejected, raft_index match_hint)
 {
+    if (pr->state != RAFT_SNAPSHOT && rejected <= pr->match && match_hint < pr->match) {
+        pr->match = match_hint;
+        pr->next = match_hint + 1;
+        pr->probe_sent = false;
+        return true;
+    }
     if (pr->state == RAFT_REPLICATE) {
         if (rejected <= pr->match) {
             return false; /* stale */

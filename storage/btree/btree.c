@@ -14,6 +14,9 @@
 /* Deepest tree: with at least 3 keys per branch, 32 levels hold far more pages than a
  * file of 2^64 bytes. */
 #define BT_HEIGHT_MAX 32u
+/* The file's path, copied at open: error messages name it long after the caller's
+ * buffer (often on its stack) is gone. */
+#define BT_PATH_BYTES 512u
 /* A frame that holds no page. */
 #define BT_NONE UINT64_MAX
 /* Dirty pages written per round of eviction. */
@@ -58,6 +61,7 @@ struct bt_out {
 };
 
 struct btree {
+    char path[BT_PATH_BYTES]; /* cfg.path points here */
     const struct ts_allocator *alloc;
     struct disk *disk;
     uint32_t file;
@@ -1873,7 +1877,12 @@ int btree_open(const struct btree_config *cfg, struct disk *disk, const struct t
     *t = (struct btree){.alloc = alloc, .disk = disk, .page_count = 2, .cfg = *cfg};
     t->page_bytes = cfg->page_bytes != 0 ? cfg->page_bytes : TS_BTREE_PAGE_BYTES_DEFAULT;
     uint64_t size = 0;
-    int rc = btp_page_bytes_valid(t->page_bytes) ? 0 : TS_EINVAL;
+    int rc =
+        btp_page_bytes_valid(t->page_bytes) && strlen(cfg->path) < sizeof(t->path) ? 0 : TS_EINVAL;
+    if (rc == 0) {
+        memcpy(t->path, cfg->path, strlen(cfg->path) + 1);
+        t->cfg.path = t->path;
+    }
     if (rc == 0 && (rc = disk_open(disk, cfg->path, DISK_OPEN_CREATE, &t->file)) == 0) {
         rc = disk_size(disk, t->file, &size);
         if (rc == 0 && size > 0) {

@@ -97,8 +97,9 @@ struct btree_stats {
     uint32_t height;
 };
 
-/* Opens or creates the tree. Borrows disk and alloc. Returns 0, TS_ECORRUPT (errmsg
- * names the page and the reason), or -errno. */
+/* Opens or creates the tree. Borrows disk and alloc; copies cfg and its path (at most 511
+ * bytes, else TS_EINVAL). Returns 0, TS_ECORRUPT (errmsg names the page and the reason),
+ * or -errno. */
 int btree_open(const struct btree_config *cfg, struct disk *disk, const struct ts_allocator *alloc,
                struct btree **out, char *errmsg, size_t errmsg_bytes);
 void btree_close(struct btree *t);

@@ -11,10 +11,12 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -130,6 +132,87 @@ static int await_line(struct e2e_node *nd, uint32_t timeout_ms)
     return 0;
 }
 
+/* Runs fn(nd, bytes) in a forked child inside node nd's mount namespace (nd->ns_held)
+ * or, when the namespace is not made yet, in a new one that the child creates and that
+ * the parent then holds (nd->mntns_fd); returns 0 when fn returned 0. A child forked from
+ * a possibly threaded test process is single-threaded, as setns(CLONE_NEWNS) needs. */
+static int ns_child(struct e2e_node *nd, uint64_t bytes, int (*fn)(struct e2e_node *, uint64_t))
+{
+    int ready[2], hold[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    if (pipe2(hold, O_CLOEXEC) != 0) {
+        close(ready[0]);
+        close(ready[1]);
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char b = 0;
+        close(ready[0]);
+        close(hold[1]); /* else the read below never sees the parent close it */
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        bool ok = nd->ns_held ? setns(nd->mntns_fd, CLONE_NEWNS) == 0
+                              : unshare(CLONE_NEWNS) == 0 &&
+                                    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+        if (!ok || fn(nd, bytes) != 0) {
+            fprintf(stderr, "e2e: node dir %s: mount namespace: %s\n", nd->dir, strerror(errno));
+            _exit(1);
+        }
+        /* Stay in the namespace until the parent holds it. */
+        if (write(ready[1], "k", 1) != 1 || read(hold[0], &b, 1) < 0) {
+            _exit(1);
+        }
+        _exit(0);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    char b = 0;
+    bool ok = pid > 0 && read(ready[0], &b, 1) == 1;
+    if (ok && !nd->ns_held) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+        nd->mntns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        nd->ns_held = nd->mntns_fd >= 0;
+        ok = nd->ns_held;
+    }
+    close(ready[0]);
+    close(hold[1]);
+    int st = 1;
+    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return ok && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int mount_tmpfs(struct e2e_node *nd, uint64_t bytes)
+{
+    char opt[64];
+    snprintf(opt, sizeof opt, "size=%llu,mode=0755", (unsigned long long)bytes);
+    return mount("tmpfs", nd->dir, "tmpfs", MS_NOSUID | MS_NODEV, opt);
+}
+
+static int remount_tmpfs(struct e2e_node *nd, uint64_t bytes)
+{
+    char opt[64];
+    snprintf(opt, sizeof opt, "size=%llu", (unsigned long long)bytes);
+    return mount(NULL, nd->dir, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opt);
+}
+
+int e2e_node_tmpfs_resize(struct e2e_cluster *c, uint32_t i, uint64_t bytes)
+{
+    struct e2e_node *nd = &c->node[i];
+    if (!nd->ns_held || ns_child(nd, bytes, remount_tmpfs) != 0) {
+        fprintf(stderr, "e2e: node %u: cannot resize its tmpfs to %llu bytes\n", i + 1,
+                (unsigned long long)bytes);
+        return -1;
+    }
+    c->tmpfs_bytes[i] = bytes;
+    return 0;
+}
+
 /* Forks and execs tesserad for node i; first: with --initial-cluster. */
 static int spawn(struct e2e_cluster *c, uint32_t i, bool first, const char *const *more)
 {
@@ -137,6 +220,14 @@ static int spawn(struct e2e_cluster *c, uint32_t i, bool first, const char *cons
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0) {
         fprintf(stderr, "e2e: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    if (c->tmpfs_bytes[i] != 0 && !nd->ns_held &&
+        (mkdir(nd->dir, 0755) != 0 || ns_child(nd, c->tmpfs_bytes[i], mount_tmpfs) != 0)) {
+        fprintf(stderr, "e2e: node %u: no tmpfs of %llu bytes in a mount namespace\n", i + 1,
+                (unsigned long long)c->tmpfs_bytes[i]);
+        close(out[0]);
+        close(out[1]);
         return -1;
     }
     char shards[16], ranges[16];
@@ -154,7 +245,8 @@ static int spawn(struct e2e_cluster *c, uint32_t i, bool first, const char *cons
     }
     if (pid == 0) {
         /* Dies with the test process, whatever kills it. */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent ||
+            (nd->ns_held && setns(nd->mntns_fd, CLONE_NEWNS) != 0)) {
             _exit(127);
         }
         int log = open(nd->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -231,11 +323,16 @@ static int setup(struct e2e_cluster *c, const char *tesserad, uint32_t n, uint32
                  uint32_t ranges)
 {
     const char *extra[E2E_EXTRA_ARGS_MAX + 1];
+    uint64_t tmpfs[E2E_NODES_MAX];
     memcpy(extra, c->extra, sizeof extra); /* the caller's, set before the start */
+    memcpy(tmpfs, c->tmpfs_bytes, sizeof tmpfs);
     memset(c, 0, sizeof *c);
     memcpy(c->extra, extra, sizeof extra);
+    memcpy(c->tmpfs_bytes, tmpfs, sizeof tmpfs);
     for (uint32_t i = 0; i < E2E_NODES_MAX; i++) {
         c->node[i].out_fd = -1;
+        c->node[i].mntns_fd = -1;
+        c->node[i].last_status = -1;
     }
     if (n == 0 || n > E2E_NODES_MAX) {
         return -1;
@@ -314,6 +411,7 @@ bool e2e_node_alive(struct e2e_cluster *c, uint32_t i, int *status)
     if (status != NULL) {
         *status = st;
     }
+    nd->last_status = st;
     nd->pid = 0;
     if (nd->out_fd >= 0) {
         close(nd->out_fd);
@@ -329,8 +427,10 @@ int e2e_node_kill(struct e2e_cluster *c, uint32_t i)
         return -1;
     }
     (void)kill(nd->pid, SIGKILL);
-    while (waitpid(nd->pid, NULL, 0) < 0 && errno == EINTR) {
+    int st = 0;
+    while (waitpid(nd->pid, &st, 0) < 0 && errno == EINTR) {
     }
+    nd->last_status = st;
     nd->pid = 0;
     if (nd->out_fd >= 0) {
         close(nd->out_fd);
@@ -470,6 +570,11 @@ void e2e_cluster_stop(struct e2e_cluster *c)
             (void)e2e_node_kill(c, i);
         }
         report_sanitizers(&c->node[i]);
+        if (c->node[i].ns_held) { /* the last reference: the tmpfs goes with it */
+            close(c->node[i].mntns_fd);
+            c->node[i].ns_held = false;
+            c->node[i].mntns_fd = -1;
+        }
     }
     if (c->root[0] != 0) {
         const char *keep = getenv("TESSERA_E2E_KEEP");

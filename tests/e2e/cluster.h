@@ -50,6 +50,9 @@ struct e2e_node {
     char addr[32]; /* "127.0.0.1:PORT" */
     char dir[E2E_PATH_BYTES + 32];
     char log[E2E_PATH_BYTES + 32];
+    int last_status; /* the wait status of its last exit, once reaped (-1: none yet) */
+    bool ns_held;    /* mntns_fd holds its private mount namespace (see tmpfs_bytes) */
+    int mntns_fd;
 };
 
 struct e2e_cluster {
@@ -64,6 +67,15 @@ struct e2e_cluster {
     /* Options added to every start and restart (e.g. "--checkpoint-entries", "100"),
      * NULL-terminated; set before e2e_cluster_start. Borrowed. */
     const char *extra[E2E_EXTRA_ARGS_MAX + 1];
+    /* Non-zero for node i: set before e2e_cluster_start, its data directory is a tmpfs of
+     * that many bytes in a private mount namespace of its own (for full-disk tests; needs
+     * root). The host's mounts are untouched: the fixture creates the namespace once (a
+     * helper child: unshare(CLONE_NEWNS), every mount made private, the tmpfs mounted on
+     * ROOT/nodeI), keeps it alive with an open /proc/PID/ns/mnt, and every start of node
+     * i enters it (setns) before exec, so a restart finds the files the node left. The
+     * test process sees only an empty directory there. e2e_cluster_stop closes it, which
+     * frees the tmpfs. */
+    uint64_t tmpfs_bytes[E2E_NODES_MAX];
 };
 
 /* Makes ROOT, picks ports and starts n nodes (ids 1..n, node i is node[i - 1]), each
@@ -107,6 +119,10 @@ int e2e_node_run(struct e2e_cluster *c, uint32_t i, bool initial, const char *co
 
 /* True while node i's process runs (reaps it if it exited; *status gets its wait status). */
 bool e2e_node_alive(struct e2e_cluster *c, uint32_t i, int *status);
+
+/* Resizes node i's tmpfs (see tmpfs_bytes) to bytes, inside its namespace (remount; the
+ * files stay). Returns 0 or -1. */
+int e2e_node_tmpfs_resize(struct e2e_cluster *c, uint32_t i, uint64_t bytes);
 
 /* Stops everything (SIGKILL), reaps, reports sanitizer findings, removes ROOT. Safe to
  * call twice and on a cluster that failed to start (zeroed). */

@@ -84,6 +84,8 @@ static int init_cb(struct shard *s, void *data)
     rc = host_start(s, &t->hcfg, server_nio(t->servers[id]), &t->hosts[id]);
     if (rc == 0) {
         server_set_host(t->servers[id], t->hosts[id], t->cluster.cluster_id);
+    } else {
+        server_abort(t->servers[id]); /* this shard's stop_cb will not run */
     }
     return rc;
 }

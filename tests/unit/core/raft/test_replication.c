@@ -9,6 +9,7 @@
 #include "core/util/err.h"
 
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct raft *R(struct tn *tn, raft_id id)
@@ -229,6 +230,41 @@ Test(raft_replication, append_with_a_gap_is_rejected_with_a_hint)
     cr_assert_leq(resp->reject_hint, last, "the hint is within the follower's log");
     cr_assert_eq(raft_last_index(r2), last, "nothing appended");
     tn_drop_queue(&tn);
+    tn_fini(&tn);
+}
+
+Test(raft_replication, a_follower_that_lost_acknowledged_entries_is_repaired)
+{
+    /* Beyond the paper, which assumes durable storage never loses an acknowledged
+     * entry: storage/wal cuts a damaged final batch like a torn write although it may
+     * have been reported durable, and the follower restarts without entries the
+     * leader's match counts. Its rejections (hint below match) must make the leader
+     * probe lower, not at match + 1 forever. */
+    struct tn tn;
+    three_with_leader(&tn, 2301);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(tn_propose(&tn, 1, "acked"), 0);
+    }
+    tn_deliver_all(&tn);
+    raft_index last = raft_last_index(R(&tn, 1));
+    cr_assert_eq(tn_persisted_last(&tn, 3), last);
+    tn_stop(&tn, 3);
+    /* Node 3 loses its last three entries with the hard state that came with them. */
+    struct tn_storage *st = &tn.node[3].st;
+    for (size_t i = st->log.n - 3; i < st->log.n; i++) {
+        free(st->log.e[i].data);
+    }
+    st->log.n -= 3;
+    st->hs.commit = last - 3;
+    tn_forget_applied(&tn, 3, last - 3);
+    tn_restart(&tn, 3);
+    cr_assert_eq(tn_persisted_last(&tn, 3), last - 3);
+    cr_assert_eq(tn_propose(&tn, 1, "after"), 0);
+    tn_deliver_all(&tn);
+    tn_run(&tn, 20);
+    cr_assert_eq(tn_persisted_last(&tn, 3), last + 1, "node 3 was not repaired");
+    cr_assert_eq(raft_commit_index(R(&tn, 3)), last + 1);
+    cr_assert_neq(tn_applied_find(&tn, 3, "after"), 0);
     tn_fini(&tn);
 }
 
