@@ -837,8 +837,8 @@ static void slot_requeue(struct tessera_client *c, struct client_slot *s, int64_
  * the request was sent back for another attempt (its callback does not run now).
  *   NotLeader + a hint whose address is numeric: the hint's endpoint (added when new)
  *     becomes the range's leader and the request goes there at once;
- *   NotLeader without a usable hint: the leader is forgotten and the request is retried
- *     elsewhere after a back-off, as for a connection loss (within cfg.retries);
+ *   NotLeader without a usable hint, or once the re-sends are spent: the request is
+ *     retried elsewhere after a back-off until its deadline (an election settles);
  *   StaleEpoch, RangeNotFound for a request that carried a cached route: the descriptor
  *     replaces it (or it is dropped) and the request is re-sent at once. A RangeNotFound
  *     for a request routed by key is final.
@@ -868,8 +868,12 @@ static bool route_answer(struct tessera_client *c, struct client_slot *s, struct
             s->next_endpoint = e;
             return true;
         }
-        if (e < 0 && s->attempts <= c->cfg.retries) {
-            slot_requeue(c, s, now + backoff_ms(c, s->attempts), false);
+        /* No usable hint, or hints that kept moving (an election in progress, a leader
+         * that just died): leadership settles within a few election timeouts, so back
+         * off and try again, elsewhere, until the request's deadline. */
+        int64_t at = now + backoff_ms(c, s->attempts);
+        if (at < s->deadline_ms) {
+            slot_requeue(c, s, at, false);
             return true;
         }
         return false;

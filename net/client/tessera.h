@@ -48,8 +48,8 @@
  *     "[::1]:7000"; names are not resolved, so the loop never blocks): the address
  *     becomes an endpoint if new (up to TESSERA_ENDPOINTS_MAX; such endpoints serve only
  *     the routes naming them), the range's leader, and the request is re-sent there at
- *     once. NotLeader without a usable hint: retried elsewhere after a back-off, as after
- *     a connection loss.
+ *     once. NotLeader without a usable hint, or after 8 re-sends: retried elsewhere
+ *     after a back-off until the request's deadline (leadership is moving).
  *   - StaleEpoch or RangeNotFound to a request that carried a cached route: the
  *     descriptor is replaced (or dropped) and the request re-sent at once, routed anew.
  *     RangeNotFound to a request routed by key is final.

@@ -39,7 +39,9 @@ static struct e2e_cluster cluster;
 
 static void up(void)
 {
+    static const char *const extra[] = {"--log-level", "info", NULL};
     memset(&cluster, 0, sizeof cluster);
+    memcpy(cluster.extra, extra, sizeof extra);
     int rc = e2e_cluster_start(&cluster, TESSERAD_PATH, 3, 2, RANGES);
     if (rc == E2E_SKIP) {
         cr_skip_test("tesserad cannot start here (io_uring)");
@@ -379,7 +381,8 @@ Test(kv_membership, lost_data)
     for (uint32_t r = 1; r <= RANGES; r++) {
         uint8_t key[32];
         size_t kl = e2e_range_key(&cluster, r, "after", key, sizeof key);
-        cr_assert_eq(tessera_put(cl, key, kl, "v", 1, 0, 0, 0), 0, "range %u serves", r);
+        int rc = tessera_put(cl, key, kl, "v", 1, 0, 0, 0);
+        cr_assert_eq(rc, 0, "range %u serves: %s", r, tessera_strerror(rc));
     }
     tessera_client_free(cl);
 }
