@@ -209,6 +209,10 @@ struct host {
     uint32_t msgq_cap;
     proto_ref *refs; /* one frame's message tables */
     uint32_t refs_cap;
+    struct proto_heartbeat *hbs; /* one frame's coalesced heartbeats */
+    uint32_t hbs_cap;
+    struct proto_heartbeat_ack *acks; /* and their answers */
+    uint32_t acks_cap;
 
     struct proto_builder out_b; /* raft frames */
     struct proto_builder ans_b; /* answers */
@@ -1086,16 +1090,30 @@ static bool send_body(struct host *h, uint64_t node, uint8_t type, proto_ref bod
 }
 
 /* One RaftBatch to p: the queued messages for it from `first` on (any), or none (a
- * keep-alive). Nothing is sent when `any` finds no message for p. A frame that cannot be
- * built or queued is dropped: raft resends what matters. */
+ * keep-alive). Nothing is sent when `any` finds no message for p. Heartbeats and their
+ * answers are coalesced: one fixed-size struct per group (peer_codec.h), the other
+ * messages are tables. A frame that cannot be built or queued is dropped: raft resends
+ * what matters. */
 static void send_frame(struct host *h, struct peer *p, uint32_t first, bool any)
 {
     struct proto_builder *b = &h->out_b;
     proto_builder_reset(b);
-    uint32_t n = 0;
+    uint32_t n = 0, nh = 0, na = 0;
     for (uint32_t i = first; any && i < h->msgq_n; i++) {
         const struct raft_message *m = h->msgq[i];
         if (m->to != p->node || m->type == RAFT_MSG_SNAPSHOT) {
+            continue;
+        }
+        if (peer_heartbeat_compact(m) && m->type == RAFT_MSG_HEARTBEAT) {
+            if (grow(h->alloc, (void **)&h->hbs, &h->hbs_cap, nh + 1, sizeof *h->hbs)) {
+                h->hbs[nh++] = peer_heartbeat_encode(m);
+            }
+            continue;
+        }
+        if (peer_heartbeat_compact(m)) {
+            if (grow(h->alloc, (void **)&h->acks, &h->acks_cap, na + 1, sizeof *h->acks)) {
+                h->acks[na++] = peer_heartbeat_ack_encode(m);
+            }
             continue;
         }
         if (!grow(h->alloc, (void **)&h->refs, &h->refs_cap, n + 1, sizeof *h->refs)) {
@@ -1103,16 +1121,26 @@ static void send_frame(struct host *h, struct peer *p, uint32_t first, bool any)
         }
         h->refs[n++] = peer_encode_raft_message(b, m);
     }
-    if (any && n == 0) {
+    if (any && n + nh + na == 0) {
         return;
     }
+    h->stats.messages_out += n;
+    h->stats.heartbeats_out += nh + na;
     proto_ref vec = n > 0 ? proto_create_vec_ref(b, h->refs, n) : 0;
+    proto_ref hv = nh > 0 ? proto_heartbeat_vec_create(b, h->hbs, nh) : 0;
+    proto_ref av = na > 0 ? proto_heartbeat_ack_vec_create(b, h->acks, na) : 0;
     proto_raft_batch_begin(b);
     proto_raft_batch_add_from_node(b, h->cl->self);
     proto_raft_batch_add_to_node(b, p->node);
     proto_raft_batch_add_cluster_id(b, h->cl->cluster_id);
     if (vec != 0) {
         proto_raft_batch_add_messages(b, vec);
+    }
+    if (hv != 0) {
+        proto_raft_batch_add_heartbeats(b, hv);
+    }
+    if (av != 0) {
+        proto_raft_batch_add_heartbeat_acks(b, av);
     }
     (void)send_body(h, p->node, PROTO_BODY_RAFT_BATCH, proto_raft_batch_end(b));
 }
@@ -2340,36 +2368,64 @@ static void heard(struct host *h, uint64_t node)
 
 /* Steps the messages of this shard's groups; returns the other shards that have some
  * (a bit set), when forward is asked. */
+/* The replica of group g on this shard, or NULL (another shard's: its bit is set in
+ * *others; unknown or not hosted: dropped). */
+static struct replica *batch_target(struct host *h, uint64_t g, uint64_t *others)
+{
+    if (g == 0 || g > h->cl->ranges) {
+        return NULL;
+    }
+    uint32_t target = (uint32_t)((g - 1) % h->shards);
+    if (target != h->shard_id) {
+        *others |= UINT64_C(1) << (target % 64);
+        return NULL;
+    }
+    return replica_of(h, g);
+}
+
+static void step_one(struct host *h, struct replica *r, const struct raft_message *m, int rc)
+{
+    if (rc == 0) {
+        rc = raft_step(r->raft, m);
+    }
+    if (rc != 0 && rc != TS_EPROTO) {
+        HOST_LOG(h, WARN, "shard %u: range %llu: a raft message was dropped: %s", h->shard_id,
+                 (unsigned long long)r->range, ts_strerror(rc));
+    }
+    mark_dirty(h, r);
+}
+
 static uint64_t step_batch(struct host *h, struct proto_raft_batch batch)
 {
     struct proto_vec v = proto_raft_batch_messages(batch);
     uint64_t others = 0;
     struct raft_snapshot_meta snap;
+    struct raft_message m;
     for (uint32_t i = 0; i < v.len; i++) {
         struct proto_raft_message pm = proto_raft_message_vec_at(v, i);
-        uint64_t g = proto_raft_message_group_id(pm);
-        if (g == 0 || g > h->cl->ranges) {
-            continue;
+        struct replica *r = batch_target(h, proto_raft_message_group_id(pm), &others);
+        if (r != NULL) {
+            step_one(h, r, &m,
+                     peer_decode_raft_message(pm, &m, h->dec, TS_RAFT_MSG_ENTRIES_MAX, &snap));
         }
-        uint32_t target = (uint32_t)((g - 1) % h->shards);
-        if (target != h->shard_id) {
-            others |= UINT64_C(1) << (target % 64);
-            continue;
+    }
+    struct proto_vec hv = proto_raft_batch_heartbeats(batch);
+    for (uint32_t i = 0; i < hv.len; i++) {
+        struct proto_heartbeat hb = proto_heartbeat_vec_at(hv, i);
+        struct replica *r = batch_target(h, hb.group_id, &others);
+        if (r != NULL) {
+            peer_heartbeat_decode(hb, &m);
+            step_one(h, r, &m, 0);
         }
-        struct replica *r = replica_of(h, g);
-        if (r == NULL) {
-            continue;
+    }
+    struct proto_vec av = proto_raft_batch_heartbeat_acks(batch);
+    for (uint32_t i = 0; i < av.len; i++) {
+        struct proto_heartbeat_ack a = proto_heartbeat_ack_vec_at(av, i);
+        struct replica *r = batch_target(h, a.group_id, &others);
+        if (r != NULL) {
+            peer_heartbeat_ack_decode(a, &m);
+            step_one(h, r, &m, 0);
         }
-        struct raft_message m;
-        int rc = peer_decode_raft_message(pm, &m, h->dec, TS_RAFT_MSG_ENTRIES_MAX, &snap);
-        if (rc == 0) {
-            rc = raft_step(r->raft, &m);
-        }
-        if (rc != 0 && rc != TS_EPROTO) {
-            HOST_LOG(h, WARN, "shard %u: range %llu: a raft message was dropped: %s", h->shard_id,
-                     (unsigned long long)g, ts_strerror(rc));
-        }
-        mark_dirty(h, r);
     }
     return others;
 }
@@ -2909,6 +2965,13 @@ bool host_stop(struct host *h)
     }
     shard_timer_stop(h->loop, &h->tick);
     h->stopped = true;
+    const struct host_stats *st = &h->stats;
+    HOST_LOG(h, INFO,
+             "shard %u: stopped: %llu proposals, %llu entries applied, %llu log syncs, %llu raft "
+             "frames out carrying %llu messages and %llu coalesced heartbeats and answers",
+             h->shard_id, (unsigned long long)st->proposals, (unsigned long long)st->applied,
+             (unsigned long long)st->wal_syncs, (unsigned long long)st->frames_out,
+             (unsigned long long)st->messages_out, (unsigned long long)st->heartbeats_out);
     return true;
 }
 
@@ -2951,6 +3014,8 @@ void host_free(struct host *h)
     ts_free(a, h->chunk, HOST_CHUNK_BUF_BYTES);
     ts_free(a, h->msgq, (size_t)h->msgq_cap * sizeof *h->msgq);
     ts_free(a, h->refs, (size_t)h->refs_cap * sizeof *h->refs);
+    ts_free(a, h->hbs, (size_t)h->hbs_cap * sizeof *h->hbs);
+    ts_free(a, h->acks, (size_t)h->acks_cap * sizeof *h->acks);
     ts_free(a, h->cmd, h->cmd_cap);
     ts_free(a, h->wbuf, h->wbuf_cap);
     ts_free(a, h->went, (size_t)h->went_cap * sizeof *h->went);

@@ -19,7 +19,8 @@
  * One loop iteration (the host's iteration hook), for every group with work:
  *   1. raft_ready: new entries and hard state are staged in the WAL; messages that may
  *      go before the persist (the leader's appends) are sent at once, one RaftBatch
- *      frame per peer node for all groups of the shard;
+ *      frame per peer node for all groups of the shard, heartbeats and their answers
+ *      coalesced in it as one fixed-size struct per group (peer_codec.h);
  *   2. one WAL write linked to one fdatasync for all groups, waited for on the ring
  *      (other completions are set aside meanwhile: shard/loop.h);
  *   3. acknowledgements and votes go out (a second frame per node), committed entries
@@ -140,6 +141,8 @@ struct host_stats {
     uint64_t wal_syncs;
     uint64_t checkpoints;
     uint64_t frames_out;
+    uint64_t messages_out;   /* raft messages sent as RaftMessage tables */
+    uint64_t heartbeats_out; /* heartbeats and answers sent coalesced (fixed-size structs) */
     uint64_t frames_in;
 };
 

@@ -231,6 +231,25 @@ static bool log_says(const char *path, const char *what)
     return found;
 }
 
+/* The sum of "N coalesced heartbeats" over a node's "stopped" lines. */
+static unsigned long long coalesced_heartbeats(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    unsigned long long sum = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        const char *p = strstr(line, "messages and ");
+        unsigned long long n = 0;
+        if (p != NULL && sscanf(p, "messages and %llu coalesced heartbeats", &n) == 1) {
+            sum += n;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return sum;
+}
+
 /* ---- tests ---- */
 
 Test(kv_membership, join)
@@ -364,6 +383,9 @@ Test(kv_membership, lost_data)
     cr_assert_eq(state_of(&m, 3), TESSERA_NODE_UP);
     tessera_client_free(c1);
     cr_assert_eq(e2e_node_term(&cluster, 2, E2E_STOP_TIMEOUT_MS), 0);
+    /* Its shards' last words: heartbeats went coalesced (fixed-size structs, one per
+     * group, in the frames between two nodes). */
+    cr_assert(coalesced_heartbeats(cluster.node[2].log) > 0, "no coalesced heartbeats");
     cr_assert_eq(nftw(cluster.node[2].dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
     cr_assert_eq(mkdir(cluster.node[2].dir, 0755), 0);
     int st = 0;
