@@ -13,7 +13,7 @@
 #include "core/util/mem.h"
 #include "net/proto/proto.h"
 #include "net/proto/proto_gen.h"
-#include "tests/e2e/cluster.h"
+#include "tests/e2e/suite.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -32,12 +32,7 @@ static struct proto_builder b;
 
 static void up(void)
 {
-    int rc = e2e_cluster_start(&cluster, TESSERAD_PATH, 3, 2, 8);
-    if (rc == E2E_SKIP) {
-        cr_skip_test("tesserad cannot start here (io_uring)");
-    }
-    cr_assert_eq(rc, 0, "the cluster did not start");
-    cr_assert_eq(e2e_cluster_wait_ready(&cluster, E2E_READY_TIMEOUT_MS), 0);
+    e2e_suite_up(&cluster, 3, 2, 8, NULL);
     cr_assert_eq(proto_builder_init(&b, ts_allocator_default(), 1024, TS_FRAME_BYTES_MAX), 0);
 }
 

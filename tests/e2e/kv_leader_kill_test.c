@@ -18,7 +18,7 @@
  * The failed puts are printed by error and origin (a node's answer or the client's
  * deadline); build with -DLOAD_TIMEOUT_MS=N to change the load's client deadline.
  */
-#include "tests/e2e/cluster.h"
+#include "tests/e2e/suite.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -42,12 +42,7 @@ static struct e2e_cluster cluster;
 
 static void up(void)
 {
-    int rc = e2e_cluster_start(&cluster, TESSERAD_PATH, 3, 2, RANGES);
-    if (rc == E2E_SKIP) {
-        cr_skip_test("tesserad cannot start here (io_uring)");
-    }
-    cr_assert_eq(rc, 0, "the cluster did not start");
-    cr_assert_eq(e2e_cluster_wait_ready(&cluster, E2E_READY_TIMEOUT_MS), 0);
+    e2e_suite_up(&cluster, 3, 2, RANGES, NULL);
 }
 
 static void down(void)

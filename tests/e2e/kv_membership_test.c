@@ -17,7 +17,7 @@
  *             empty) is not refused: every test's cluster start shows it.
  */
 #define _GNU_SOURCE /* nftw */
-#include "cluster.h"
+#include "tests/e2e/suite.h"
 
 #include "net/client/tessera.h"
 
@@ -40,14 +40,7 @@ static struct e2e_cluster cluster;
 static void up(void)
 {
     static const char *const extra[] = {"--log-level", "info", NULL};
-    memset(&cluster, 0, sizeof cluster);
-    memcpy(cluster.extra, extra, sizeof extra);
-    int rc = e2e_cluster_start(&cluster, TESSERAD_PATH, 3, 2, RANGES);
-    if (rc == E2E_SKIP) {
-        cr_skip_test("tesserad cannot start here (io_uring)");
-    }
-    cr_assert_eq(rc, 0, "the cluster did not start");
-    cr_assert_eq(e2e_cluster_wait_ready(&cluster, E2E_READY_TIMEOUT_MS), 0);
+    e2e_suite_up(&cluster, 3, 2, RANGES, extra);
 }
 
 static void down(void)

@@ -11,7 +11,7 @@
  * die with the test process whatever happens (PR_SET_PDEATHSIG).
  */
 #include "tests/e2e/capture.h"
-#include "tests/e2e/cluster.h"
+#include "tests/e2e/suite.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -30,13 +30,7 @@ static struct tessera_client *cl;
 
 static void up(void)
 {
-    int rc = e2e_cluster_start(&cluster, TESSERAD_PATH, 3, 2, 8);
-    if (rc == E2E_SKIP) {
-        cr_skip_test("tesserad cannot start here (io_uring)");
-    }
-    cr_assert_eq(rc, 0, "the cluster did not start");
-    cr_assert_eq(e2e_cluster_wait_ready(&cluster, E2E_READY_TIMEOUT_MS), 0,
-                 "the cluster did not serve writes in time");
+    e2e_suite_up(&cluster, 3, 2, 8, NULL);
     cl = e2e_client(&cluster, 0, 0);
     cr_assert_not_null(cl);
 }

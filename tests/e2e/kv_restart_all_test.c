@@ -15,7 +15,7 @@
  * the other two keep serving, and every acknowledged write is read back before and after
  * it restarts.
  */
-#include "tests/e2e/cluster.h"
+#include "tests/e2e/suite.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -31,12 +31,7 @@ static struct e2e_cluster cluster;
 
 static void up(void)
 {
-    int rc = e2e_cluster_start(&cluster, TESSERAD_PATH, 3, 2, 8);
-    if (rc == E2E_SKIP) {
-        cr_skip_test("tesserad cannot start here (io_uring)");
-    }
-    cr_assert_eq(rc, 0, "the cluster did not start");
-    cr_assert_eq(e2e_cluster_wait_ready(&cluster, E2E_READY_TIMEOUT_MS), 0);
+    e2e_suite_up(&cluster, 3, 2, 8, NULL);
 }
 
 static void down(void)

@@ -8,7 +8,7 @@
  * client pinned to it reads every acknowledged key serializably (from node 3's own
  * replicas) until all match, bounded; node 3's log must say it installed a snapshot.
  */
-#include "cluster.h"
+#include "tests/e2e/suite.h"
 
 #include "net/client/tessera.h"
 
@@ -29,14 +29,7 @@ static void up(void)
 {
     static const char *const extra[] = {
         "--checkpoint-entries", "100", "--log-retain-entries", "20", "--log-level", "info", NULL};
-    memset(&cluster, 0, sizeof cluster);
-    memcpy(cluster.extra, extra, sizeof extra);
-    int rc = e2e_cluster_start(&cluster, TESSERAD_PATH, 3, 2, 4);
-    if (rc == E2E_SKIP) {
-        cr_skip_test("tesserad cannot start here (io_uring)");
-    }
-    cr_assert_eq(rc, 0, "the cluster did not start");
-    cr_assert_eq(e2e_cluster_wait_ready(&cluster, E2E_READY_TIMEOUT_MS), 0);
+    e2e_suite_up(&cluster, 3, 2, 4, extra);
 }
 
 static void down(void)

@@ -36,7 +36,7 @@
  *     and the offset; nodes 1 and 2 serve and lose no acknowledged write.
  */
 #define _GNU_SOURCE
-#include "tests/e2e/cluster.h"
+#include "tests/e2e/suite.h"
 
 #include <criterion/criterion.h>
 
@@ -307,12 +307,7 @@ static bool wait_exit(uint32_t i, uint32_t timeout_ms)
 
 static void start(uint32_t ranges)
 {
-    int rc = e2e_cluster_start(&cluster, TESSERAD_PATH, 3, SHARDS, ranges);
-    if (rc == E2E_SKIP) {
-        cr_skip_test("tesserad cannot start here (io_uring)");
-    }
-    cr_assert_eq(rc, 0, "the cluster did not start");
-    cr_assert_eq(e2e_cluster_wait_ready(&cluster, E2E_READY_TIMEOUT_MS), 0);
+    e2e_suite_up(&cluster, 3, SHARDS, ranges, NULL);
 }
 
 /* The path of node i's shard k file or directory `name`. */
