@@ -375,6 +375,77 @@ Test(kvwire_parse, not_key_value_requests_are_unsupported)
     req_free(f);
 }
 
+/* ---- Meta range requests -------------------------------------------------------------------- */
+
+Test(kvwire_parse, members_route_and_join_go_to_range_1)
+{
+    struct req_fixture *f = req_new();
+    proto_members_request_begin(&f->b);
+    proto_ref mr = proto_members_request_end(&f->b);
+    cr_assert_eq(parse(f, PROTO_REQUEST_OP_MEMBERS_REQUEST, mr, PROTO_CONSISTENCY_SERIALIZABLE), 0);
+    cr_assert_eq(f->out.kind, KVWIRE_MEMBERS);
+    cr_assert_eq(f->out.route_key.len, 0, "range 1 holds the empty key");
+    cr_assert(!f->out.linearizable);
+    proto_builder_reset(&f->b);
+
+    proto_ref k = bytes(&f->b, "key", 3);
+    proto_route_request_begin(&f->b);
+    proto_route_request_add_key(&f->b, k);
+    proto_route_request_add_range_id(&f->b, 7);
+    proto_route_request_add_limit(&f->b, 9);
+    proto_ref rr = proto_route_request_end(&f->b);
+    cr_assert_eq(parse(f, PROTO_REQUEST_OP_ROUTE_REQUEST, rr, -1), 0);
+    cr_assert_eq(f->out.kind, KVWIRE_ROUTE);
+    cr_assert(f->out.linearizable, "linearizable unless asked otherwise");
+    assert_bytes(f->out.route.key, "key", 3, "route key");
+    cr_assert_eq(f->out.route.range_id, 7);
+    cr_assert_eq(f->out.route.limit, 9);
+    cr_assert_eq(f->out.route_key.len, 0);
+    proto_builder_reset(&f->b);
+
+    proto_ref big = bytes(&f->b, f->big, TS_KV_KEY_BYTES_MAX + 1);
+    proto_route_request_begin(&f->b);
+    proto_route_request_add_key(&f->b, big);
+    rr = proto_route_request_end(&f->b);
+    cr_assert_eq(parse(f, PROTO_REQUEST_OP_ROUTE_REQUEST, rr, -1), PROTO_STATUS_KEY_TOO_LARGE);
+    proto_builder_reset(&f->b);
+
+    proto_ref a = proto_create_string(&f->b, "10.0.0.4:7001", 13);
+    proto_join_request_begin(&f->b);
+    proto_join_request_add_address(&f->b, a);
+    proto_join_request_add_shards(&f->b, 2);
+    proto_join_request_add_node_id(&f->b, 4);
+    proto_ref jr = proto_join_request_end(&f->b);
+    cr_assert_eq(parse(f, PROTO_REQUEST_OP_JOIN_REQUEST, jr, -1), 0);
+    cr_assert_eq(f->out.kind, KVWIRE_JOIN);
+    assert_bytes(f->out.join.addr, "10.0.0.4:7001", 13, "join address");
+    cr_assert_eq(f->out.join.shards, 2);
+    cr_assert_eq(f->out.join.node_id, 4);
+    req_free(f);
+}
+
+Test(kvwire_parse, join_needs_an_address)
+{
+    struct req_fixture *f = req_new();
+    static const uint32_t lens[] = {0, TS_HOST_ADDR_BYTES, TS_HOST_ADDR_BYTES + 100};
+    for (uint32_t i = 0; i < 3; i++) {
+        proto_builder_reset(&f->b);
+        proto_ref a = proto_create_string(&f->b, (const char *)f->big, lens[i]);
+        proto_join_request_begin(&f->b);
+        proto_join_request_add_address(&f->b, a);
+        proto_ref jr = proto_join_request_end(&f->b);
+        cr_assert_eq(parse(f, PROTO_REQUEST_OP_JOIN_REQUEST, jr, -1), PROTO_STATUS_INVALID_ARGUMENT,
+                     "address of %u bytes", lens[i]);
+        cr_assert_not_null(f->why);
+    }
+    proto_builder_reset(&f->b);
+    proto_join_request_begin(&f->b);
+    proto_ref none = proto_join_request_end(&f->b);
+    cr_assert_eq(parse(f, PROTO_REQUEST_OP_JOIN_REQUEST, none, -1), PROTO_STATUS_INVALID_ARGUMENT,
+                 "no address at all");
+    req_free(f);
+}
+
 /* ---- Transactions -------------------------------------------------------------------------- */
 
 struct cmp_args {
