@@ -52,6 +52,7 @@ $cli get greeting
 $cli --output json get greeting
 $cli range "" --prefix --count-only
 $cli members --output table
+$cli ranges --limit 3
 { set +x; } 2>/dev/null
 
 cat <<'TXT'
@@ -60,6 +61,9 @@ cat <<'TXT'
   The cluster is still running:    export TESSERA_ENDPOINTS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
                                    ./build/release/tools/tessera put k v; ./build/release/tools/tessera get k
                                    ./build/release/tools/tessera --help
+  Add a 4th node (it joins through the meta range and serves by forwarding):
+                                   ./build/release/tools/tesserad --data build/quickstart/n4 \
+                                       --listen 127.0.0.1:7004 --join 127.0.0.1:7001 &
   Its status, and stopping it:     TESSERA_CLUSTER_DIR=build/quickstart deploy/cluster.sh status
                                    TESSERA_CLUSTER_DIR=build/quickstart deploy/cluster.sh stop
   Load it:                         ./build/release/bench/tessera-bench/tessera-bench --help
