@@ -61,7 +61,7 @@ cat <<'TXT'
   The cluster is still running:    export TESSERA_ENDPOINTS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
                                    ./build/release/tools/tessera put k v; ./build/release/tools/tessera get k
                                    ./build/release/tools/tessera --help
-  Add a 4th node (it joins through the meta range and serves by forwarding):
+  Add a 4th node (it joins through the meta range and serves by forwarding; kill %1 stops it):
                                    ./build/release/tools/tesserad --data build/quickstart/n4 \
                                        --listen 127.0.0.1:7004 --join 127.0.0.1:7001 &
   Its status, and stopping it:     TESSERA_CLUSTER_DIR=build/quickstart deploy/cluster.sh status
