@@ -374,6 +374,11 @@ int host_cluster_parse(const char *spec, uint64_t self, uint32_t ranges, struct 
         *why = "the number of ranges is out of bounds";
         return TS_EINVAL;
     }
+    if (strlen(spec) >= sizeof out->spec) {
+        *why = "the cluster spec is too long";
+        return TS_EINVAL;
+    }
+    memcpy(out->spec, spec, strlen(spec) + 1);
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the spec: the cluster id */
     for (const char *p = spec; *p != 0; p++) {
         h = (h ^ (uint8_t)*p) * 1099511628211ull;
@@ -2009,16 +2014,9 @@ static void meta_tick(struct host *h, uint64_t now)
             h->meta_ok = true;
         } else if (rc == TS_ENOTFOUND &&
                    grow(h->alloc, (void **)&h->cmd, &h->cmd_cap, META_CMD_BYTES_MAX, 1)) {
-            char spec[META_SPEC_BYTES];
-            uint32_t at = 0;
-            for (uint32_t i = 0; i < h->cl->layout_n && at < sizeof spec; i++) {
-                int w = snprintf(spec + at, sizeof spec - at, "%s%llu=%s", i > 0 ? "," : "",
-                                 (unsigned long long)h->cl->m[i].node_id, h->cl->m[i].addr);
-                at += w > 0 ? (uint32_t)w : 0;
-            }
-            uint32_t n = at < sizeof spec ? meta_cmd_bootstrap(h->cmd, h->cl->cluster_id,
-                                                               h->cl->ranges, h->shards, spec)
-                                          : 0;
+            /* The spec as written: a joining node derives the cluster id from it. */
+            uint32_t n = meta_cmd_bootstrap(h->cmd, h->cl->cluster_id, h->cl->ranges, h->shards,
+                                            h->cl->spec);
             raft_index index;
             if (n > 0 && raft_propose(r->raft, h->cmd, n, &index) == 0) {
                 mark_dirty(h, r);

@@ -85,7 +85,8 @@ struct host_member {
 
 /* What every node of the cluster agrees on (from --initial-cluster). */
 struct host_cluster {
-    uint64_t cluster_id;
+    uint64_t cluster_id; /* FNV-1a of spec */
+    char spec[TS_HOST_SPEC_BYTES]; /* the initial members, as written */
     uint64_t self;     /* this node's id */
     uint32_t n;        /* members this node knows: the layout's, then itself if it joined */
     uint32_t layout_n; /* the initial members (--initial-cluster): they host the ranges */

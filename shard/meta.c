@@ -8,6 +8,7 @@
 #include <string.h>
 
 #define META_FORMAT 1u
+_Static_assert(META_SPEC_BYTES == TS_HOST_SPEC_BYTES, "the meta range holds any spec a node takes");
 #define META_KEY_BYTES 18u
 #define META_DESC_BYTES_MAX                                                                        \
     (1u + 8u + 8u + 8u + 2u + TS_KV_KEY_BYTES_MAX + 2u + TS_KV_KEY_BYTES_MAX + 1u +                \

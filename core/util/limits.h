@@ -288,6 +288,8 @@ _Static_assert(TS_SHARD_NODE_STOP_MS_DEFAULT <= TS_SHARD_NODE_STOP_MS_MAX,
 #define TS_HOST_SNAPSHOT_RECV_TIMEOUT_NS (30ull * 1000 * 1000 * 1000)
 /* A member's "ip:port" in --initial-cluster. */
 #define TS_HOST_ADDR_BYTES 64u
+/* --initial-cluster as written ("id=ip:port,..."), with its NUL. */
+#define TS_HOST_SPEC_BYTES 2048u
 /* Descriptors in one Route answer when the request sets no limit, and at most. */
 #define TS_HOST_ROUTE_LIMIT_DEFAULT 64u
 #define TS_HOST_ROUTE_LIMIT_MAX 1024u

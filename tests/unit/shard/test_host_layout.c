@@ -404,3 +404,16 @@ Test(host_cluster, ids_out_of_range_are_refused)
     cr_assert_eq(parse_spec("18446744073709551615=h:1", UINT64_MAX, 8, &c), 0);
     cr_assert_eq(c.m[0].node_id, UINT64_MAX);
 }
+
+/* The spec is kept as written: the cluster id is its hash, and a node that joins later
+ * gets it from the meta range to derive the same id. */
+Test(host_cluster, keeps_the_spec_as_written)
+{
+    struct host_cluster a, b;
+    cr_assert_eq(parse_spec("1=h:1,2=h:2,", 1, 8, &a), 0);
+    cr_assert_str_eq(a.spec, "1=h:1,2=h:2,");
+    cr_assert_eq(parse_spec(a.spec, 0, 8, &b), 0);
+    cr_assert_eq(b.cluster_id, a.cluster_id);
+    cr_assert_eq(parse_spec("1=h:1,2=h:2", 1, 8, &b), 0);
+    cr_assert_neq(b.cluster_id, a.cluster_id, "another spec, another cluster");
+}
