@@ -31,7 +31,8 @@
 
 #define HOST_PATH_BYTES 512u
 #define HOST_BUILDER_BYTES (64u * 1024u)
-#define HOST_CONF_BLOB 0u /* kv blob slot: the group's configuration as of applied */
+#define HOST_CONF_BLOB 0u        /* kv blob slot: the group's configuration as of applied */
+#define HOST_READY_ROUNDS_MAX 2u /* extra passes over the readies in one iteration */
 
 /* Cross-shard messages (xring_msg.type). */
 enum host_xmsg {
@@ -127,6 +128,7 @@ struct snap_recv {
     size_t cap;
     struct raft_snapshot_meta meta;
     bool complete;
+    bool held; /* its Snapshot message is held (the group's ready is out): keep it */
     uint64_t deadline_ns;
 };
 
@@ -146,13 +148,20 @@ struct replica {
     uint32_t reads_n;
     uint32_t reads_cap;
     bool dirty;
-    bool readied;
+    bool readied; /* rd is out: taken, not advanced yet (raft takes no mutating call) */
     bool conf_changed;
     struct raft_ready rd;
+    uint64_t persist_lsn;      /* rd's records are durable once the log is durable here; 0: none */
+    struct raft_hard_state hs; /* the last staged */
     uint8_t role;
     struct snap_send *send; /* a snapshot streaming to a follower, or NULL */
     struct snap_recv *recv; /* a snapshot arriving from the leader, or NULL */
     raft_id snap_failed;    /* a snapshot that could not start: reported after advance */
+    uint8_t *held;          /* inputs held while rd is out (see "Held inputs") */
+    uint32_t held_len;
+    uint32_t held_cap;
+    uint32_t held_ticks; /* ticks among them: the lease is not trusted meanwhile */
+    uint64_t compact_to; /* a log compaction that waits for rd's advance; 0: none */
 };
 
 struct peer {
@@ -186,6 +195,9 @@ struct host {
     struct kv_store store;
     uint8_t *scratch;
     uint64_t durable_lsn;
+    /* The B-tree holds the effect of entries whose log records are durable only once the
+     * log is durable here (a follower applies entries it received with their commit). */
+    uint64_t apply_lsn;
 
     struct replica *reps;
     uint32_t reps_n;
@@ -193,7 +205,7 @@ struct host {
     uint64_t *guess; /* range id -> its leader's node as last seen, for ranges not hosted */
     struct replica **dirty;
     uint32_t dirty_n;
-    struct replica **readied;
+    struct replica **readied; /* the groups whose ready is out, in the order taken */
     uint32_t readied_n;
 
     struct ts_rand rand;
@@ -936,6 +948,279 @@ static void mark_dirty(struct host *h, struct replica *r)
     }
 }
 
+/* Answers a proposal raft (or the encoding before it) refused. */
+static void propose_failed(struct host *h, struct replica *r, struct cref c, int rc)
+{
+    switch (rc) {
+    case TS_ENOTLEADER:
+        answer_not_leader(h, c, r);
+        return;
+    case TS_EFULL:
+        answer_status(h, c, PROTO_STATUS_TOO_MANY_REQUESTS,
+                      "the range has too many uncommitted writes; retry later", 0, 0);
+        return;
+    case TS_ETOOBIG:
+        answer_status(h, c, PROTO_STATUS_VALUE_TOO_LARGE, "the command is larger than an entry", 0,
+                      0);
+        return;
+    case TS_EUNAVAIL:
+        answer_status(h, c, PROTO_STATUS_UNAVAILABLE, "the range's leadership is moving", 0, 0);
+        return;
+    default:
+        answer_status(h, c, PROTO_STATUS_INTERNAL, ts_strerror(rc), 0, 0);
+        return;
+    }
+}
+
+/* Proposes an encoded command and tracks it until its entry applies. */
+static void propose_entry(struct host *h, struct replica *r, struct cref c, const uint8_t *cmd,
+                          uint32_t len)
+{
+    TS_DASSERT(!r->readied);
+    if (h->stopping) {
+        answer_status(h, c, PROTO_STATUS_UNAVAILABLE, "the node is shutting down", 0, 0);
+        return;
+    }
+    raft_index index = 0;
+    int rc = raft_propose(r->raft, cmd, len, &index);
+    if (rc != 0) {
+        propose_failed(h, r, c, rc);
+        return;
+    }
+    h->stats.proposals++;
+    if (!prop_push(h, r, (struct prop){.index = index, .term = raft_term_of(r->raft), .c = c})) {
+        /* The entry is in: it applies, but its answer cannot be tracked. */
+        answer_status(h, c, PROTO_STATUS_UNAVAILABLE,
+                      "out of memory: the write may or may not be applied", 0, 0);
+    }
+    mark_dirty(h, r);
+}
+
+static void read_index_failed(struct host *h, struct replica *r, struct cref c, int rc)
+{
+    if (rc == TS_ENOTLEADER) {
+        answer_not_leader(h, c, r);
+    } else {
+        answer_status(h, c,
+                      rc == TS_EFULL ? PROTO_STATUS_TOO_MANY_REQUESTS : PROTO_STATUS_UNAVAILABLE,
+                      ts_strerror(rc), 0, 0);
+    }
+}
+
+/* ---- Held inputs ------------------------------------------------------------------------------
+ *
+ * While a group's ready is out (its records are on their way to the disk), its raft
+ * instance takes no mutating call (raft.h, contract 3). What would make one is held, in
+ * arrival order, in the group's `held` buffer and replayed right after raft_advance
+ * (advance()). Each item is a struct held, then its payload, padded to 8 bytes:
+ *   HELD_STEP         the message's entries (struct raft_entry, data pointers cleared),
+ *                     its snapshot metadata if any, then the entries' data in order: a
+ *                     message given to raft_step is a view into a frame (contract 4);
+ *   HELD_PROPOSE      the command, encoded when the request arrived;
+ *   HELD_READ         none: the read waits in the group's reads under its ctx;
+ *   HELD_TICK, HELD_WAKE, HELD_SNAP_FAILED  none.
+ * Read-only calls (role, leader, lease, commit index) go on meanwhile.
+ */
+enum held_kind {
+    HELD_STEP = 1,
+    HELD_PROPOSE = 2,
+    HELD_READ = 3,
+    HELD_TICK = 4,
+    HELD_WAKE = 5,
+    HELD_SNAP_FAILED = 6,
+};
+
+struct held {
+    uint32_t kind;  /* enum held_kind */
+    uint32_t bytes; /* the whole item, a multiple of 8 */
+    bool has_snapshot;
+    union {
+        struct raft_message m; /* STEP: entries and snapshot are set at replay */
+        struct {
+            struct cref c;
+            uint32_t len;
+        } prop;       /* PROPOSE */
+        uint64_t ctx; /* READ */
+        raft_id peer; /* SNAP_FAILED */
+    } u;
+};
+
+_Static_assert(sizeof(struct held) % 8 == 0, "held items stay aligned");
+_Static_assert(sizeof(struct raft_entry) % 8 == 0, "held entries stay aligned");
+_Static_assert(sizeof(struct raft_snapshot_meta) % 8 == 0, "held metadata stays aligned");
+
+/* A held buffer this large is freed once replayed rather than kept for the next ready. */
+#define HOST_HELD_KEEP_BYTES (256u * 1024u)
+
+/* Room for one item with `payload` bytes after its header; NULL when the group holds
+ * TS_HOST_HELD_BYTES_MAX already (`limited`) or memory runs out. */
+static struct held *hold(struct host *h, struct replica *r, uint32_t kind, size_t payload,
+                         bool limited)
+{
+    TS_DASSERT(r->readied);
+    size_t bytes = (sizeof(struct held) + payload + 7u) & ~(size_t)7u;
+    size_t need = (size_t)r->held_len + bytes;
+    if ((limited && need > TS_HOST_HELD_BYTES_MAX) || need > UINT32_MAX ||
+        !grow(h->alloc, (void **)&r->held, &r->held_cap, (uint32_t)need, 1)) {
+        return NULL;
+    }
+    struct held *it = (struct held *)(void *)(r->held + r->held_len);
+    memset(it, 0, sizeof *it);
+    it->kind = kind;
+    it->bytes = (uint32_t)bytes;
+    r->held_len = (uint32_t)need;
+    return it;
+}
+
+/* Holds a message for raft_step; false when it is dropped (raft resends). */
+static bool hold_step(struct host *h, struct replica *r, const struct raft_message *m)
+{
+    size_t data = 0;
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        data += m->entries[i].len;
+    }
+    size_t snap = m->snapshot != NULL ? sizeof *m->snapshot : 0;
+    struct held *it =
+        hold(h, r, HELD_STEP, (size_t)m->n_entries * sizeof(struct raft_entry) + snap + data, true);
+    if (it == NULL) {
+        return false;
+    }
+    it->u.m = *m;
+    it->u.m.entries = NULL;
+    it->u.m.snapshot = NULL;
+    it->has_snapshot = m->snapshot != NULL;
+    struct raft_entry *e = (struct raft_entry *)(void *)(it + 1);
+    uint8_t *p = (uint8_t *)(e + m->n_entries);
+    if (snap > 0) {
+        memcpy(p, m->snapshot, snap);
+        p += snap;
+    }
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        e[i] = m->entries[i];
+        e[i].data = NULL;
+        if (m->entries[i].len > 0) {
+            memcpy(p, m->entries[i].data, m->entries[i].len);
+            p += m->entries[i].len;
+        }
+    }
+    return true;
+}
+
+static void hold_simple(struct host *h, struct replica *r, uint32_t kind, raft_id peer)
+{
+    if (kind == HELD_TICK) {
+        r->held_ticks++; /* even when lost below: the lease waits for the replay */
+    }
+    struct held *it = hold(h, r, kind, 0, false);
+    if (it == NULL) {
+        /* Out of memory: a lost tick or wake is made up by the next; a lost failure
+         * report by raft's snapshot timeout. */
+        HOST_LOG(h, ERROR, "shard %u: range %llu: out of memory holding an input (dropped)",
+                 h->shard_id, (unsigned long long)r->range);
+        return;
+    }
+    it->u.peer = peer;
+}
+
+/* The inputs held while the ready was out, in their order; right after raft_advance. */
+static void held_replay(struct host *h, struct replica *r)
+{
+    TS_DASSERT(!r->readied);
+    for (uint32_t at = 0; at < r->held_len;) {
+        struct held *it = (struct held *)(void *)(r->held + at);
+        at += it->bytes;
+        uint8_t *p = (uint8_t *)(it + 1);
+        int rc = 0;
+        switch (it->kind) {
+        case HELD_STEP: {
+            struct raft_message m = it->u.m;
+            struct raft_entry *e = (struct raft_entry *)(void *)p;
+            p = (uint8_t *)(e + m.n_entries);
+            m.entries = m.n_entries > 0 ? e : NULL;
+            if (it->has_snapshot) {
+                m.snapshot = (const struct raft_snapshot_meta *)(void *)p;
+                p += sizeof *m.snapshot;
+                if (r->recv != NULL) {
+                    r->recv->held = false;
+                }
+            }
+            for (uint32_t i = 0; i < m.n_entries; i++) {
+                e[i].data = e[i].len > 0 ? p : NULL;
+                p += e[i].len;
+            }
+            rc = raft_step(r->raft, &m);
+            if (rc != 0 && rc != TS_EPROTO) {
+                HOST_LOG(h, WARN, "shard %u: range %llu: a raft message was dropped: %s",
+                         h->shard_id, (unsigned long long)r->range, ts_strerror(rc));
+            }
+            break;
+        }
+        case HELD_PROPOSE:
+            propose_entry(h, r, it->u.prop.c, p, it->u.prop.len);
+            break;
+        case HELD_READ:
+            rc = raft_read_index(r->raft, it->u.ctx);
+            for (uint32_t j = 0; rc != 0 && j < r->reads_n; j++) {
+                if (r->reads[j].ctx == it->u.ctx) {
+                    read_index_failed(h, r, r->reads[j].c, rc);
+                    read_drop(h, r, j);
+                    break;
+                }
+            }
+            break;
+        case HELD_TICK:
+            raft_tick(r->raft);
+            break;
+        case HELD_WAKE:
+            raft_wake(r->raft);
+            break;
+        case HELD_SNAP_FAILED:
+            raft_report_snapshot(r->raft, it->u.peer, true);
+            break;
+        default:
+            TS_ASSERT(false);
+        }
+    }
+    r->held_len = 0;
+    r->held_ticks = 0;
+    if (r->held_cap > HOST_HELD_KEEP_BYTES) {
+        ts_free(h->alloc, r->held, r->held_cap);
+        r->held = NULL;
+        r->held_cap = 0;
+    }
+}
+
+/* raft_tick, raft_wake and raft_report_snapshot(failed), or their held form. */
+static void group_tick(struct host *h, struct replica *r)
+{
+    if (r->readied) {
+        hold_simple(h, r, HELD_TICK, 0);
+    } else {
+        raft_tick(r->raft);
+    }
+    mark_dirty(h, r);
+}
+
+static void group_wake(struct host *h, struct replica *r)
+{
+    if (r->readied) {
+        hold_simple(h, r, HELD_WAKE, 0);
+    } else {
+        raft_wake(r->raft);
+    }
+    mark_dirty(h, r);
+}
+
+static void group_snapshot_failed(struct host *h, struct replica *r, raft_id peer)
+{
+    if (r->readied) {
+        hold_simple(h, r, HELD_SNAP_FAILED, peer);
+    } else {
+        raft_report_snapshot(r->raft, peer, true);
+    }
+    mark_dirty(h, r);
+}
+
 /* ---- Serving reads ------------------------------------------------------------------------ */
 
 static void serve_meta_read(struct host *h, struct replica *r, struct cref c,
@@ -1162,6 +1447,7 @@ static void msgq_flush(struct host *h, uint32_t first)
  */
 
 static struct replica *replica_of(struct host *h, uint64_t range);
+static int log_covers_tree(struct host *h);
 
 static void send_free(struct host *h, struct replica *r)
 {
@@ -1285,7 +1571,12 @@ static void snap_start(struct host *h, struct replica *r, const struct raft_mess
         r->snap_failed = m->to; /* one at a time; raft retries */
         return;
     }
-    int rc = btree_checkpoint(h->tree, "tessera", 7);
+    int rc = log_covers_tree(h);
+    if (rc != 0) {
+        r->snap_failed = m->to;
+        return;
+    }
+    rc = btree_checkpoint(h->tree, "tessera", 7);
     struct snap_send *ss = rc == 0 ? ts_alloc(h->alloc, sizeof *ss) : NULL;
     if (ss == NULL) {
         HOST_LOG(h, WARN, "shard %u: range %llu: cannot start a snapshot: %s", h->shard_id,
@@ -1349,8 +1640,7 @@ static void on_snapshot_ack(struct host *h, struct proto_snapshot_chunk_ack a)
     raft_id to = ss->to;
     send_free(h, r);
     if (!ok) {
-        raft_report_snapshot(r->raft, to, true);
-        mark_dirty(h, r);
+        group_snapshot_failed(h, r, to);
     }
 }
 
@@ -1416,6 +1706,11 @@ static void on_snapshot_chunk(struct host *h, struct proto_snapshot_chunk c)
         return;
     }
     if (seq == 0) {
+        if (r->recv != NULL && r->recv->held) {
+            /* The last one waits for its step: the leader retries after this refusal. */
+            snap_ack(h, r, from, seq, PROTO_STATUS_UNAVAILABLE);
+            return;
+        }
         recv_free(h, r);
         struct snap_recv *nrv = ts_alloc(h->alloc, sizeof *nrv);
         if (nrv == NULL) {
@@ -1464,7 +1759,13 @@ static void on_snapshot_chunk(struct host *h, struct proto_snapshot_chunk c)
                              .to = h->cl->self,
                              .term = rv->term,
                              .snapshot = &rv->meta};
-    int rc = raft_step(r->raft, &m);
+    int rc = 0;
+    if (r->readied) {
+        rv->held = hold_step(h, r, &m);
+        rc = rv->held ? 0 : TS_EFULL; /* not taken: the leader's timeout retries */
+    } else {
+        rc = raft_step(r->raft, &m);
+    }
     if (rc != 0) {
         HOST_LOG(h, WARN, "shard %u: range %llu: the snapshot was not taken: %s", h->shard_id,
                  (unsigned long long)r->range, ts_strerror(rc));
@@ -1506,6 +1807,9 @@ static int snap_install(struct host *h, struct replica *r, const struct raft_sna
         rc = kv_range_blob_save(&h->store, r->range, HOST_CONF_BLOB, cbuf, n);
     }
     if (rc == 0) {
+        rc = log_covers_tree(h); /* the checkpoint holds the other groups' applies too */
+    }
+    if (rc == 0) {
         rc = btree_checkpoint(h->tree, "tessera", 7);
     }
     if (rc == 0) {
@@ -1530,8 +1834,7 @@ static void snaps_expire(struct host *h, uint64_t now)
             HOST_LOG(h, WARN, "shard %u: range %llu: the snapshot to node %llu timed out",
                      h->shard_id, (unsigned long long)r->range, (unsigned long long)to);
             send_free(h, r);
-            raft_report_snapshot(r->raft, to, true);
-            mark_dirty(h, r);
+            group_snapshot_failed(h, r, to);
         }
         if (r->recv != NULL && !r->recv->complete && now > r->recv->deadline_ns) {
             recv_free(h, r);
@@ -1539,8 +1842,27 @@ static void snaps_expire(struct host *h, uint64_t now)
     }
 }
 
+/* Compacts a group's log to `to` (which the last checkpoint covers). */
+static void compact_group(struct host *h, struct replica *r, uint64_t to)
+{
+    TS_DASSERT(!r->readied);
+    if (to < raft_first_index(r->raft)) {
+        return;
+    }
+    int rc = raft_compact(r->raft, to);
+    if (rc == 0) {
+        rc = wal_compact(h->wal, r->range, to);
+    }
+    if (rc != 0) {
+        HOST_LOG(h, WARN, "shard %u: range %llu: compacting the log to %llu failed: %s",
+                 h->shard_id, (unsigned long long)r->range, (unsigned long long)to,
+                 ts_strerror(rc));
+    }
+}
+
 /* After a checkpoint, the log is compacted behind what it holds, keeping the last
- * retain_entries entries of each group for followers that lag a little. */
+ * retain_entries entries of each group for followers that lag a little. A group whose
+ * ready is out compacts at its advance (its raft has not applied what the tree has). */
 static void compact_logs(struct host *h)
 {
     for (uint32_t i = 0; i < h->reps_n; i++) {
@@ -1550,22 +1872,103 @@ static void compact_logs(struct host *h)
             continue;
         }
         uint64_t to = applied - h->retain_entries;
-        if (to < raft_first_index(r->raft)) {
-            continue;
-        }
-        int rc = raft_compact(r->raft, to);
-        if (rc == 0) {
-            rc = wal_compact(h->wal, r->range, to);
-        }
-        if (rc != 0) {
-            HOST_LOG(h, WARN, "shard %u: range %llu: compacting the log to %llu failed: %s",
-                     h->shard_id, (unsigned long long)r->range, (unsigned long long)to,
-                     ts_strerror(rc));
+        if (r->readied) {
+            r->compact_to = to > r->compact_to ? to : r->compact_to;
+        } else {
+            compact_group(h, r, to);
         }
     }
 }
 
 /* ---- The iteration: readies ------------------------------------------------------------------ */
+
+static void on_durable(void *data, uint64_t lsn)
+{
+    struct host *h = data;
+    h->durable_lsn = lsn;
+    h->stats.wal_syncs++;
+}
+
+static void fatal(struct host *h, const char *what, int rc)
+{
+    HOST_LOG(h, ERROR, "shard %u: %s: %s; the node stops (restart recovers from disk)", h->shard_id,
+             what, store_why(h, rc));
+    h->failed = true;
+    (void)shard_node_stop(shard_get_node(h->shard));
+}
+
+/* Waits on the ring until the log is durable up to `want` (other completions are set
+ * aside meanwhile: shard/loop.h). Only for what cannot go on without it: a log over its
+ * in-flight budget, a checkpoint that must not run ahead of the log, the stop. Returns 0
+ * or the log's error. */
+static int wait_durable(struct host *h, uint64_t want)
+{
+    if (h->durable_lsn >= want) {
+        return 0;
+    }
+    int rc = wal_flush(h->wal);
+    for (uint32_t i = 0; rc == 0 && h->durable_lsn < want && i < 1000000; i++) {
+        rc = disk_run(h->disk, true);
+        rc = rc < 0 ? rc : wal_error(h->wal);
+        if (rc == 0 && h->durable_lsn < want) {
+            rc = wal_flush(h->wal);
+        }
+    }
+    return rc < 0 ? rc : (h->durable_lsn >= want ? 0 : -EIO);
+}
+
+/* Makes everything staged durable. */
+static int sync_wal(struct host *h)
+{
+    return wait_durable(h, wal_staged_lsn(h->wal));
+}
+
+/* The B-tree may be checkpointed only once every entry it has applied is durable in the
+ * log (see process_readies); waits for that when needed. Returns 0, or the log's error
+ * (the node stops). */
+static int log_covers_tree(struct host *h)
+{
+    if (h->apply_lsn <= h->durable_lsn) {
+        return 0;
+    }
+    int rc = wait_durable(h, h->apply_lsn);
+    if (rc != 0) {
+        fatal(h, "writing the log failed", rc);
+    }
+    return rc;
+}
+
+/* wal_append; when the log's in-flight budget is spent (TS_EFULL) it waits for what is
+ * in flight and goes on from the first entry not staged. TS_EFULL only for records that
+ * would not fit an idle log's budget either. */
+static int stage_entries(struct host *h, uint64_t group, const struct wal_entry *e, uint32_t n)
+{
+    for (;;) {
+        uint64_t before = wal_staged_lsn(h->wal);
+        int rc = wal_append(h->wal, group, e, n);
+        if (rc != TS_EFULL) {
+            return rc;
+        }
+        if (wal_staged_lsn(h->wal) != before) {
+            struct wal_group_info gi;
+            rc = wal_group_info(h->wal, group, &gi);
+            if (rc != 0) {
+                return rc;
+            }
+            TS_ASSERT(gi.last_index >= e[0].index && gi.last_index - e[0].index + 1 < n);
+            uint32_t done = (uint32_t)(gi.last_index - e[0].index + 1);
+            e += done;
+            n -= done;
+        }
+        if (h->durable_lsn >= wal_staged_lsn(h->wal)) {
+            return TS_EFULL;
+        }
+        rc = sync_wal(h);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+}
 
 static int stage(struct host *h, struct replica *r, const struct raft_ready *rd)
 {
@@ -1597,7 +2000,7 @@ static int stage(struct host *h, struct replica *r, const struct raft_ready *rd)
                 .term = e->term, .index = e->index, .data = p, .len = e->len + 1};
             p += 1 + e->len;
         }
-        int rc = wal_append(h->wal, r->range, h->went, (uint32_t)rd->n_entries);
+        int rc = stage_entries(h, r->range, h->went, (uint32_t)rd->n_entries);
         if (rc != 0) {
             return rc;
         }
@@ -1607,6 +2010,10 @@ static int stage(struct host *h, struct replica *r, const struct raft_ready *rd)
                                     .vote = rd->hard_state.vote,
                                     .commit = rd->hard_state.commit};
         int rc = wal_save_hard_state(h->wal, r->range, &hs);
+        if (rc == TS_EFULL && h->durable_lsn < wal_staged_lsn(h->wal)) {
+            rc = sync_wal(h);
+            rc = rc != 0 ? rc : wal_save_hard_state(h->wal, r->range, &hs);
+        }
         if (rc != 0) {
             return rc;
         }
@@ -1614,41 +2021,11 @@ static int stage(struct host *h, struct replica *r, const struct raft_ready *rd)
     return 0;
 }
 
-static void on_durable(void *data, uint64_t lsn)
-{
-    struct host *h = data;
-    h->durable_lsn = lsn;
-}
-
-/* Makes everything staged durable: one write and one fdatasync for every group. */
-static int sync_wal(struct host *h)
-{
-    uint64_t want = wal_staged_lsn(h->wal);
-    if (h->durable_lsn >= want) {
-        return 0;
-    }
-    int rc = wal_flush(h->wal);
-    for (uint32_t i = 0; rc == 0 && h->durable_lsn < want && i < 1000000; i++) {
-        rc = disk_run(h->disk, true);
-        rc = rc < 0 ? rc : wal_error(h->wal);
-        if (rc == 0 && h->durable_lsn < want) {
-            rc = wal_flush(h->wal);
-        }
-    }
-    h->stats.wal_syncs++;
-    return rc < 0 ? rc : (h->durable_lsn >= want ? 0 : -EIO);
-}
-
-static void fatal(struct host *h, const char *what, int rc)
-{
-    HOST_LOG(h, ERROR, "shard %u: %s: %s; the node stops (restart recovers from disk)", h->shard_id,
-             what, store_why(h, rc));
-    h->failed = true;
-    (void)shard_node_stop(shard_get_node(h->shard));
-}
-
 static void checkpoint(struct host *h)
 {
+    if (log_covers_tree(h) != 0) {
+        return;
+    }
     int rc = btree_checkpoint(h->tree, "tessera", 7);
     if (rc != 0) {
         fatal(h, "the B-tree checkpoint failed", rc);
@@ -1677,7 +2054,7 @@ static void apply_ready(struct host *h, struct replica *r)
     }
 }
 
-/* After the persist: raft_advance and what follows from it. */
+/* After the persist: raft_advance and what follows from it, the held inputs first. */
 static void advance(struct host *h, struct replica *r)
 {
     const struct raft_ready *rd = &r->rd;
@@ -1695,6 +2072,7 @@ static void advance(struct host *h, struct replica *r)
     }
     raft_advance(r->raft);
     r->readied = false;
+    r->persist_lsn = 0;
     if (r->snap_failed != 0) {
         raft_report_snapshot(r->raft, r->snap_failed, true);
         r->snap_failed = 0;
@@ -1714,81 +2092,162 @@ static void advance(struct host *h, struct replica *r)
             read_drop(h, r, j);
         }
     }
+    held_replay(h, r);
+    if (r->compact_to != 0) {
+        uint64_t to = r->compact_to;
+        r->compact_to = 0;
+        compact_group(h, r, to);
+    }
     reads_run(h, r);
     if (raft_has_ready(r->raft)) {
         mark_dirty(h, r);
     }
 }
 
+/* The readies whose records are durable: what promises the persist (votes,
+ * acknowledgements) goes out, one frame per peer node, then each is advanced. */
+static void complete_readies(struct host *h)
+{
+    uint64_t durable = h->durable_lsn; /* one view: advance() may run the disk */
+    uint32_t done = 0;
+    h->msgq_n = 0;
+    for (uint32_t i = 0; i < h->readied_n; i++) {
+        struct replica *r = h->readied[i];
+        if (r->persist_lsn <= durable) {
+            done++;
+            if (!h->failed) {
+                msgq_add(h, r->rd.msgs_after_persist, r->rd.n_msgs_after_persist);
+            }
+        }
+    }
+    if (done == 0) {
+        return;
+    }
+    if (!h->failed) {
+        msgq_flush(h, 0);
+    }
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < h->readied_n; i++) {
+        struct replica *r = h->readied[i];
+        if (r->persist_lsn <= durable) {
+            advance(h, r);
+        } else {
+            h->readied[kept++] = r;
+        }
+    }
+    h->readied_n = kept;
+}
+
 /*
- * The iteration's readies, in the order that keeps the fsync off the other paths:
- *   1. stage every group's entries and hard state in the WAL;
- *   2. apply what is committed (a committed entry is durable on a quorum already; the
- *      B-tree that holds its effect becomes durable only at a checkpoint, which comes
- *      after this iteration's log write, so the tree never runs ahead of the log) and
- *      queue the clients' answers;
- *   3. queue the leaders' appends and start every send (nio_flush): the sends and the
- *      log write go to the kernel together when the shard waits for the disk;
- *   4. wait for the one write + fdatasync of all groups;
- *   5. send what promises the persist (votes, acknowledgements), then advance.
+ * Takes the readies of the groups with work (none of a group whose ready is out), in the
+ * order that keeps the fsync off every other path:
+ *   1. stage each group's snapshot, entries and hard state in the WAL; the ready needs
+ *      the log durable up to where its records end (persist_lsn). It needs nothing
+ *      (0) when it staged nothing, or only a new commit index: the commit index is not
+ *      Raft's persistent state (recovery takes the applied index when it is higher),
+ *      and what its messages promise (entries its previous readies staged) is durable
+ *      already, those readies having completed;
+ *   2. apply what is committed and queue the clients' answers. A committed entry is
+ *      durable on a quorum already, but not always here: a follower can receive entries
+ *      together with a commit index that covers them. The B-tree that holds their
+ *      effect becomes durable only at a checkpoint, and a checkpoint waits until the
+ *      log is durable up to apply_lsn (log_covers_tree), so the tree never runs ahead of
+ *      the log: recovery replays each range from the applied index its checkpoint holds;
+ *   3. queue the leaders' appends and send them (T§10.2.1: the leader writes its log in
+ *      parallel with replicating it);
+ *   4. start the log write (wal_flush): one write linked to one fdatasync for every
+ *      group, or, while a write is in flight, the next batch, which the WAL starts as
+ *      soon as that one completes (group commit). Nothing waits for it: the readies stay
+ *      out, and complete_readies() finishes them in the iteration that sees the log
+ *      durable (on_durable runs inside the disk's hook, before this one). Records no
+ *      ready waits for (a new commit index, a compaction point) are not flushed on
+ *      their own: they go with the next write;
+ *   5. finish at once the readies that wait for nothing.
  */
 static void process_readies(struct host *h)
 {
-    h->readied_n = 0;
+    uint32_t first = h->readied_n;
+    bool flush = false;
     h->msgq_n = 0;
     for (uint32_t i = 0; i < h->dirty_n; i++) {
         struct replica *r = h->dirty[i];
         r->dirty = false;
-        if (!raft_has_ready(r->raft)) {
+        if (r->readied || !raft_has_ready(r->raft)) {
             continue;
         }
         raft_ready(r->raft, &r->rd);
+        const struct raft_ready *rd = &r->rd;
         r->readied = true;
         h->readied[h->readied_n++] = r;
-        int rc = stage(h, r, &r->rd);
+        uint64_t before = wal_staged_lsn(h->wal);
+        int rc = h->failed ? 0 : stage(h, r, rd);
         if (rc != 0) {
             fatal(h, "staging log records failed", rc);
         }
-        msgq_add(h, r->rd.msgs, r->rd.n_msgs);
-        for (size_t k = 0; k < r->rd.n_msgs; k++) {
-            if (r->rd.msgs[k].type == RAFT_MSG_SNAPSHOT) {
-                snap_start(h, r, &r->rd.msgs[k]); /* streamed in chunks, not as a message */
+        /* The commit index is not Raft's persistent state (P§5 Fig. 2): a ready that
+         * changes nothing else promises nothing the log has not made durable already. */
+        bool sync = rd->snapshot != NULL || rd->n_entries > 0 ||
+                    (rd->hard_state_changed &&
+                     (rd->hard_state.term != r->hs.term || rd->hard_state.vote != r->hs.vote));
+        if (rd->hard_state_changed) {
+            r->hs = rd->hard_state;
+        }
+        uint64_t after = wal_staged_lsn(h->wal);
+        r->persist_lsn = sync && after != before ? after : 0;
+        flush = flush || r->persist_lsn > h->durable_lsn;
+        if (rd->n_committed > 0 && rd->n_entries > 0 &&
+            rd->committed[rd->n_committed - 1].index >= rd->entries[0].index &&
+            r->persist_lsn > h->apply_lsn) {
+            h->apply_lsn = r->persist_lsn; /* applied before it is durable here */
+        }
+        msgq_add(h, rd->msgs, rd->n_msgs);
+        for (size_t k = 0; k < rd->n_msgs; k++) {
+            if (rd->msgs[k].type == RAFT_MSG_SNAPSHOT) {
+                snap_start(h, r, &rd->msgs[k]); /* streamed in chunks, not as a message */
             }
         }
     }
     h->dirty_n = 0;
-    if (h->readied_n == 0) {
+    if (h->readied_n == first) {
         return;
     }
-    for (uint32_t i = 0; i < h->readied_n; i++) {
+    for (uint32_t i = first; i < h->readied_n; i++) {
         apply_ready(h, h->readied[i]);
     }
     msgq_flush(h, 0);
-    nio_flush(h->nio);
-    uint32_t after = h->msgq_n;
-    int rc = h->failed ? 0 : sync_wal(h);
-    if (rc != 0) {
-        fatal(h, "writing the log failed", rc);
-    }
-    for (uint32_t i = 0; i < h->readied_n && !h->failed; i++) {
-        struct replica *r = h->readied[i];
-        msgq_add(h, r->rd.msgs_after_persist, r->rd.n_msgs_after_persist);
-    }
-    if (!h->failed) {
-        msgq_flush(h, after);
-    }
-    for (uint32_t i = 0; i < h->readied_n; i++) {
-        advance(h, h->readied[i]);
-    }
-    if (h->applied_since_ckpt >= h->checkpoint_entries && !h->failed) {
-        checkpoint(h);
-        if (!h->failed) {
-            compact_logs(h);
+    if (!h->failed && flush) {
+        int rc = wal_flush(h->wal);
+        if (rc != 0) {
+            fatal(h, "writing the log failed", rc);
         }
     }
-    if (h->dirty_n > 0) {
-        shard_loop_poke(h->loop);
+    complete_readies(h);
+}
+
+/* Every checkpoint_entries applied entries, once the log covers what the tree applied;
+ * past twice that it waits for the log rather than put the checkpoint off again. */
+static void maybe_checkpoint(struct host *h)
+{
+    if (h->failed || h->applied_since_ckpt < h->checkpoint_entries) {
+        return;
     }
+    if (h->apply_lsn > h->durable_lsn && h->applied_since_ckpt < 2 * h->checkpoint_entries) {
+        return;
+    }
+    checkpoint(h);
+    if (!h->failed) {
+        compact_logs(h);
+    }
+}
+
+static bool completable(const struct host *h)
+{
+    for (uint32_t i = 0; i < h->readied_n; i++) {
+        if (h->readied[i]->persist_lsn <= h->durable_lsn) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static void on_iteration(void *ctx)
@@ -1798,8 +2257,22 @@ static void on_iteration(void *ctx)
         return;
     }
     xflush(h);
+    int rc = h->failed ? 0 : wal_error(h->wal);
+    if (rc != 0) {
+        fatal(h, "writing the log failed", rc); /* its readies never complete */
+    }
+    complete_readies(h);
     process_readies(h);
+    /* Readies finished at once can leave their groups with work: take it now rather
+     * than in another pass of the loop. */
+    for (uint32_t k = 0; k < HOST_READY_ROUNDS_MAX && h->dirty_n > 0; k++) {
+        process_readies(h);
+    }
+    maybe_checkpoint(h);
     nio_flush(h->nio);
+    if (h->dirty_n > 0 || completable(h)) {
+        shard_loop_poke(h->loop);
+    }
 }
 
 /* ---- The meta range (shard/meta.h) ----------------------------------------------------------- */
@@ -2005,8 +2478,8 @@ static void handle_request(struct host *h, struct cref c, const uint8_t *frame, 
 static void meta_tick(struct host *h, uint64_t now)
 {
     struct replica *r = replica_of(h, META_RANGE);
-    if (!h->meta_ok && r != NULL && raft_role_of(r->raft) == RAFT_LEADER &&
-        now >= h->meta_retry_ns) {
+    if (!h->meta_ok && r != NULL && !r->readied /* raft takes no proposal now */ &&
+        raft_role_of(r->raft) == RAFT_LEADER && now >= h->meta_retry_ns) {
         struct meta_cluster *mc = ts_alloc(h->alloc, sizeof *mc);
         int rc = mc == NULL ? TS_ENOMEM : meta_cluster_load(&h->store, mc);
         ts_free(h->alloc, mc, sizeof *mc);
@@ -2142,38 +2615,27 @@ static void handle_write(struct host *h, struct replica *r, struct cref c,
 {
     size_t len = 0;
     int rc = propose(h, r, q, &len);
-    raft_index index = 0;
-    if (rc == 0) {
-        rc = raft_propose(r->raft, h->cmd, (uint32_t)len, &index);
+    if (rc != 0) {
+        propose_failed(h, r, c, rc);
+        return;
     }
-    switch (rc) {
-    case 0:
-        break;
-    case TS_ENOTLEADER:
+    if (!r->readied) {
+        propose_entry(h, r, c, h->cmd, (uint32_t)len);
+        return;
+    }
+    if (raft_role_of(r->raft) != RAFT_LEADER) {
         answer_not_leader(h, c, r);
         return;
-    case TS_EFULL:
+    }
+    struct held *it = hold(h, r, HELD_PROPOSE, len, true);
+    if (it == NULL) {
         answer_status(h, c, PROTO_STATUS_TOO_MANY_REQUESTS,
-                      "the range has too many uncommitted writes; retry later", 0, 0);
-        return;
-    case TS_ETOOBIG:
-        answer_status(h, c, PROTO_STATUS_VALUE_TOO_LARGE, "the command is larger than an entry", 0,
-                      0);
-        return;
-    case TS_EUNAVAIL:
-        answer_status(h, c, PROTO_STATUS_UNAVAILABLE, "the range's leadership is moving", 0, 0);
-        return;
-    default:
-        answer_status(h, c, PROTO_STATUS_INTERNAL, ts_strerror(rc), 0, 0);
+                      "the range has too many writes waiting for its log; retry later", 0, 0);
         return;
     }
-    h->stats.proposals++;
-    if (!prop_push(h, r, (struct prop){.index = index, .term = raft_term_of(r->raft), .c = c})) {
-        /* The entry is in: it applies, but its answer cannot be tracked. */
-        answer_status(h, c, PROTO_STATUS_UNAVAILABLE,
-                      "out of memory: the write may or may not be applied", 0, 0);
-    }
-    mark_dirty(h, r);
+    it->u.prop.c = c;
+    it->u.prop.len = (uint32_t)len;
+    memcpy(it + 1, h->cmd, len);
 }
 
 static void handle_read(struct host *h, struct replica *r, struct cref c,
@@ -2188,22 +2650,28 @@ static void handle_read(struct host *h, struct replica *r, struct cref c,
         answer_not_leader(h, c, r);
         return;
     }
-    if (raft_lease_valid(r->raft) && r->st.applied_index >= raft_commit_index(r->raft)) {
+    /* Ticks held while the ready is out have not reached raft's lease clock yet. */
+    if (r->held_ticks == 0 && raft_lease_valid(r->raft) &&
+        r->st.applied_index >= raft_commit_index(r->raft)) {
         h->stats.reads_lease++;
         serve_read(h, r, c, q);
         return;
     }
     uint64_t ctx = ++h->read_ctx;
-    int rc = raft_read_index(r->raft, ctx);
-    if (rc != 0) {
-        if (rc == TS_ENOTLEADER) {
-            answer_not_leader(h, c, r);
-        } else {
-            answer_status(
-                h, c, rc == TS_EFULL ? PROTO_STATUS_TOO_MANY_REQUESTS : PROTO_STATUS_UNAVAILABLE,
-                ts_strerror(rc), 0, 0);
+    if (r->readied) {
+        struct held *it = hold(h, r, HELD_READ, 0, true);
+        if (it == NULL) {
+            answer_status(h, c, PROTO_STATUS_TOO_MANY_REQUESTS,
+                          "the range has too many requests waiting for its log; retry later", 0, 0);
+            return;
         }
-        return;
+        it->u.ctx = ctx;
+    } else {
+        int rc = raft_read_index(r->raft, ctx);
+        if (rc != 0) {
+            read_index_failed(h, r, c, rc);
+            return;
+        }
     }
     uint8_t *copy = ts_alloc(h->alloc, len);
     if (copy == NULL ||
@@ -2383,6 +2851,12 @@ static struct replica *batch_target(struct host *h, uint64_t g, uint64_t *others
 
 static void step_one(struct host *h, struct replica *r, const struct raft_message *m, int rc)
 {
+    if (rc == 0 && r->readied) {
+        /* Its ready is out: held (copied) until its advance; dropped when the group
+         * holds too much already (raft resends). */
+        (void)hold_step(h, r, m);
+        return;
+    }
     if (rc == 0) {
         rc = raft_step(r->raft, m);
     }
@@ -2552,16 +3026,14 @@ static void on_tick(struct shard_timer *t, void *data)
     for (uint32_t i = 0; i < h->reps_n && !h->stopped; i++) {
         struct replica *r = &h->reps[i];
         if (!raft_quiesced(r->raft)) {
-            raft_tick(r->raft);
-            mark_dirty(h, r);
+            group_tick(h, r);
             continue;
         }
         raft_id leader = raft_leader(r->raft);
         if (leader != h->cl->self && leader != 0) {
             uint64_t last = heard_last(h->shared, leader);
             if (now > last + silent_ns) {
-                raft_wake(r->raft); /* its leader's node went silent */
-                mark_dirty(h, r);
+                group_wake(h, r); /* its leader's node went silent */
             }
         }
     }
@@ -2773,6 +3245,7 @@ static int replica_open(struct host *h, struct replica *r, uint64_t range)
         return rc;
     }
     r->role = raft_role_of(r->raft);
+    r->hs = init.hard_state;
     return 0;
 }
 
@@ -2957,8 +3430,13 @@ bool host_stop(struct host *h)
     h->stopping = true;
     if (!h->failed && h->wal != NULL) {
         int rc = sync_wal(h);
-        if (rc == 0 && h->tree != NULL) {
-            checkpoint(h);
+        if (rc != 0) {
+            fatal(h, "writing the log failed", rc);
+        } else {
+            complete_readies(h); /* held proposals are refused: the node is stopping */
+            if (h->tree != NULL && !h->failed) {
+                checkpoint(h);
+            }
         }
     }
     shard_timer_stop(h->loop, &h->tick);
@@ -2989,6 +3467,7 @@ void host_free(struct host *h)
             ts_free(a, r->reads[j].frame, r->reads[j].len);
         }
         ts_free(a, r->reads, (size_t)r->reads_cap * sizeof *r->reads);
+        ts_free(a, r->held, r->held_cap);
     }
     if (h->wal != NULL) {
         for (uint32_t i = 0; i < 1000 && !wal_idle(h->wal); i++) {

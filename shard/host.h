@@ -16,29 +16,38 @@
  * splits, merges and moves (the placement driver) bump them later; the routing already
  * checks them.
  *
- * One loop iteration (the host's iteration hook), for every group with work:
- *   1. raft_ready: new entries and hard state are staged in the WAL; messages that may
- *      go before the persist (the leader's appends) are sent at once, one RaftBatch
- *      frame per peer node for all groups of the shard, heartbeats and their answers
- *      coalesced in it as one fixed-size struct per group (peer_codec.h);
- *   2. one WAL write linked to one fdatasync for all groups, waited for on the ring
- *      (other completions are set aside meanwhile: shard/loop.h);
- *   3. acknowledgements and votes go out (a second frame per node), committed entries
- *      are applied to the B-tree through core/kv, with the range's applied index saved
- *      in the same batch; clients get their answers; reads waiting for an index run;
- *   4. raft_advance.
+ * One loop iteration (the host's iteration hook; the disk's hook runs before it and
+ * reports the log's progress):
+ *   1. the readies whose log records have become durable are finished: acknowledgements
+ *      and votes go out (one RaftBatch frame per peer node), reads waiting for an index
+ *      run, raft_advance, and the inputs the group held meanwhile are given to raft;
+ *   2. for every other group with work, raft_ready: new entries and hard state are
+ *      staged in the WAL; committed entries are applied to the B-tree through core/kv,
+ *      with the range's applied index saved in the same batch, and clients get their
+ *      answers; messages that may go before the persist (the leader's appends) are sent
+ *      at once, one frame per peer node for all groups of the shard, heartbeats and
+ *      their answers coalesced in it as one fixed-size struct per group (peer_codec.h);
+ *   3. the WAL write of what was staged starts: one write linked to one fdatasync for
+ *      all groups, or, while one is in flight, the next batch, which goes as soon as it
+ *      completes. Nothing waits for it: the shard goes on reading requests and peer
+ *      frames, and the readies stay out until step 1 of a later iteration.
+ * While a group's ready is out, its raft instance takes no mutating call (raft.h): peer
+ * messages (copied), proposals, ReadIndex requests, ticks and snapshot reports for it
+ * are held and replayed right after its raft_advance; the other groups go on and make
+ * the next batch. Only a checkpoint (which must not make the B-tree durable ahead of the
+ * log), a log over its in-flight budget and the stop wait for the disk.
  * A write is acknowledged only once its entry is committed (durable on a quorum) and
  * applied on the leader. The B-tree is checkpointed every TS_HOST_CHECKPOINT_ENTRIES
  * applied entries and at shutdown; after a crash each range replays the log from the
  * applied index the checkpoint holds.
  *
  * Reads: serializable reads are served by the replica at hand; linearizable ones by the
- * leader, at once under its lease when it has applied everything committed, else after a
- * ReadIndex round. Requests for a range of another shard of this node cross a ring
- * (shard/xring.h) and their answers come back the same way. A client's request that
- * reaches a node whose replica does not lead (or that holds no replica of the range) is
- * forwarded over the shard's link to the leader's node, under a request id of the
- * shard's own, and the answer is relayed back; a request that came from another node is
+ * leader, at once under its lease when it has applied everything committed (and holds no
+ * tick back: raft's lease clock must be current), else after a ReadIndex round. Requests for a
+ * range of another shard of this node cross a ring (shard/xring.h) and their answers come back the
+ * same way. A client's request that reaches a node whose replica does not lead (or that holds no
+ * replica of the range) is forwarded over the shard's link to the leader's node, under a request id
+ * of the shard's own, and the answer is relayed back; a request that came from another node is
  * never forwarded again: when the leader is unknown or the link is down the answer is
  * NotLeader with the leader's address and the range's descriptor, and the client
  * library retries there.
@@ -85,9 +94,9 @@ struct host_member {
 
 /* What every node of the cluster agrees on (from --initial-cluster). */
 struct host_cluster {
-    uint64_t cluster_id; /* FNV-1a of spec */
+    uint64_t cluster_id;           /* FNV-1a of spec */
     char spec[TS_HOST_SPEC_BYTES]; /* the initial members, as written */
-    uint64_t self;     /* this node's id */
+    uint64_t self;                 /* this node's id */
     uint32_t n;        /* members this node knows: the layout's, then itself if it joined */
     uint32_t layout_n; /* the initial members (--initial-cluster): they host the ranges */
     struct host_member m[TS_RAFT_MEMBERS_MAX];
@@ -152,7 +161,8 @@ struct host_stats {
  * peers. Returns 0, TS_ECORRUPT (logged with the file and the reason), -errno, TS_ENOMEM. */
 int host_start(struct shard *s, const struct host_config *cfg, struct nio *nio, struct host **out);
 
-/* Stop: the B-tree is checkpointed and the log made durable. Returns true when done. */
+/* Stop: the log is made durable, the readies out are finished and the B-tree is
+ * checkpointed. Returns true when done. */
 bool host_stop(struct host *h);
 /* On the shard's thread after the loop stopped (node fini_cb). */
 void host_free(struct host *h);

@@ -286,6 +286,11 @@ _Static_assert(TS_SHARD_NODE_STOP_MS_DEFAULT <= TS_SHARD_NODE_STOP_MS_MAX,
  * follower drops a half-received snapshot after this long without a chunk. */
 #define TS_HOST_SNAPSHOT_ACK_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
 #define TS_HOST_SNAPSHOT_RECV_TIMEOUT_NS (30ull * 1000 * 1000 * 1000)
+/* Inputs a group holds back while its ready waits for the log's fdatasync (peer
+ * messages with their entries, proposals): the most one group keeps. The fdatasync takes
+ * a few ms, in which a group at a network's pace receives far less; beyond this a
+ * proposal is refused (TooManyRequests) and a peer message dropped (raft resends it). */
+#define TS_HOST_HELD_BYTES_MAX (8u * 1024u * 1024u)
 /* A member's "ip:port" in --initial-cluster. */
 #define TS_HOST_ADDR_BYTES 64u
 /* --initial-cluster as written ("id=ip:port,..."), with its NUL. */
