@@ -35,7 +35,11 @@
  *         drop every persisted entry of the group: the log restarts after it.
  *      b. Persist rd.entries (rd.entries[0].index may be at or below the last
  *         persisted index: drop the persisted suffix from that index first) and, if
- *         rd.hard_state_changed, rd.hard_state, durably (fsync).
+ *         rd.hard_state_changed, rd.hard_state, durably (fsync). A ready with no
+ *         entries whose hard state changed only in its commit index need not wait for
+ *         the fsync (etcd's MustSync): the commit index is not state Raft must keep,
+ *         and a restart that finds it lower learns it again from the leader; its
+ *         msgs_after_persist promise only entries earlier readies made durable.
  *      c. rd.msgs may be sent at any time, also before (b) completes (T§10.2.1: the
  *         leader writes its log in parallel with replicating it).
  *         rd.msgs_after_persist may be sent only once (b) is durable: they promise
