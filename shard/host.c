@@ -160,7 +160,8 @@ struct replica {
     uint8_t *held;          /* inputs held while rd is out (see "Held inputs") */
     uint32_t held_len;
     uint32_t held_cap;
-    uint32_t held_ticks; /* ticks among them: the lease is not trusted meanwhile */
+    uint32_t held_ticks; /* ticks not given to raft yet (the lease counts them) */
+    uint32_t lost_ticks; /* of which held without memory: given after the replay */
     uint64_t compact_to; /* a log compaction that waits for rd's advance; 0: none */
 };
 
@@ -1109,12 +1110,14 @@ static bool hold_step(struct host *h, struct replica *r, const struct raft_messa
 static void hold_simple(struct host *h, struct replica *r, uint32_t kind, raft_id peer)
 {
     if (kind == HELD_TICK) {
-        r->held_ticks++; /* even when lost below: the lease waits for the replay */
+        r->held_ticks++;
     }
     struct held *it = hold(h, r, kind, 0, false);
     if (it == NULL) {
-        /* Out of memory: a lost tick or wake is made up by the next; a lost failure
-         * report by raft's snapshot timeout. */
+        /* Out of memory: a tick is still counted and given after the replay (raft's
+         * clock must not fall behind: the lease counts on it); a lost wake is made up by
+         * the next; a lost failure report by raft's snapshot timeout. */
+        r->lost_ticks += kind == HELD_TICK ? 1u : 0u;
         HOST_LOG(h, ERROR, "shard %u: range %llu: out of memory holding an input (dropped)",
                  h->shard_id, (unsigned long long)r->range);
         return;
@@ -1180,6 +1183,9 @@ static void held_replay(struct host *h, struct replica *r)
         default:
             TS_ASSERT(false);
         }
+    }
+    for (; r->lost_ticks > 0; r->lost_ticks--) {
+        raft_tick(r->raft);
     }
     r->held_len = 0;
     r->held_ticks = 0;
@@ -2650,8 +2656,9 @@ static void handle_read(struct host *h, struct replica *r, struct cref c,
         answer_not_leader(h, c, r);
         return;
     }
-    /* Ticks held while the ready is out have not reached raft's lease clock yet. */
-    if (r->held_ticks == 0 && raft_lease_valid(r->raft) &&
+    /* Ticks held while the ready is out have not reached raft's lease clock yet: the
+     * lease must hold once they have. */
+    if (raft_lease_valid_after(r->raft, r->held_ticks) &&
         r->st.applied_index >= raft_commit_index(r->raft)) {
         h->stats.reads_lease++;
         serve_read(h, r, c, q);
@@ -3443,11 +3450,14 @@ bool host_stop(struct host *h)
     h->stopped = true;
     const struct host_stats *st = &h->stats;
     HOST_LOG(h, INFO,
-             "shard %u: stopped: %llu proposals, %llu entries applied, %llu log syncs, %llu raft "
-             "frames out carrying %llu messages and %llu coalesced heartbeats and answers",
+             "shard %u: stopped: %llu proposals, %llu entries applied, %llu log syncs, reads "
+             "%llu by lease / %llu by ReadIndex / %llu serializable, %llu raft frames out "
+             "carrying %llu messages and %llu coalesced heartbeats and answers",
              h->shard_id, (unsigned long long)st->proposals, (unsigned long long)st->applied,
-             (unsigned long long)st->wal_syncs, (unsigned long long)st->frames_out,
-             (unsigned long long)st->messages_out, (unsigned long long)st->heartbeats_out);
+             (unsigned long long)st->wal_syncs, (unsigned long long)st->reads_lease,
+             (unsigned long long)st->reads_index, (unsigned long long)st->reads_serializable,
+             (unsigned long long)st->frames_out, (unsigned long long)st->messages_out,
+             (unsigned long long)st->heartbeats_out);
     return true;
 }
 

@@ -912,6 +912,11 @@ static void bcast_heartbeat(struct raft *r, bool quiesce)
 
 bool raft_lease_valid(const struct raft *r)
 {
+    return raft_lease_valid_after(r, 0);
+}
+
+bool raft_lease_valid_after(const struct raft *r, uint32_t pending)
+{
     if (r->role != RAFT_LEADER || !r->c.lease_reads || !r->c.check_quorum || r->quiesced ||
         r->transferee != 0 || raft_log_term(&r->log, r->commit) != r->term) {
         return false;
@@ -921,7 +926,7 @@ bool raft_lease_valid(const struct raft *r)
         return false;
     }
     uint64_t sent = r->ld->round_tick[q % RAFT_ROUND_RING];
-    return r->ticks < sent + r->c.election_ticks - r->c.lease_drift_ticks;
+    return r->ticks + pending < sent + r->c.election_ticks - r->c.lease_drift_ticks;
 }
 
 static int leader_read(struct raft *r, uint64_t ctx, raft_id from)

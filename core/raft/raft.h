@@ -339,6 +339,10 @@ raft_index raft_last_index(const struct raft *r);
 const struct raft_conf *raft_conf_of(const struct raft *r);
 bool raft_quiesced(const struct raft *r);
 bool raft_lease_valid(const struct raft *r);
+/* The lease as it will stand once `pending` more ticks are given to raft_tick(): for a
+ * caller holding ticks back (while a ready is out, raft takes none), whose clock is
+ * ahead of raft's by that much. raft_lease_valid(r) is raft_lease_valid_after(r, 0). */
+bool raft_lease_valid_after(const struct raft *r, uint32_t pending);
 /* Leader only: a peer's replication state. Returns false if not leader or unknown. */
 enum raft_progress_state {
     RAFT_PROBE = 0,

@@ -268,8 +268,11 @@ Test(raft_client, lease_expires_without_acknowledgements)
     tn_isolate(&tn, 1);
     cr_assert_eq(tn_propose(&tn, 1, "pending"), 0);
     cr_assert(raft_lease_valid(R(&tn, 1)));
+    cr_assert(raft_lease_valid_after(R(&tn, 1), E - drift - 1));
+    cr_assert_not(raft_lease_valid_after(R(&tn, 1), E - drift), "ticks not given yet count");
     tn_tick(&tn, 1, E - drift - 1);
     cr_assert(raft_lease_valid(R(&tn, 1)), "still valid %u ticks after the round", E - drift - 1);
+    cr_assert_not(raft_lease_valid_after(R(&tn, 1), 1));
     tn_tick(&tn, 1, 2);
     cr_assert_not(raft_lease_valid(R(&tn, 1)), "expired after E - drift ticks");
     cr_assert_eq(raft_read_index(R(&tn, 1), 6), 0);
