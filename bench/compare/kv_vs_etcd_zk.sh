@@ -16,7 +16,12 @@
 #              ZooKeeper: sync + getData, tessera-bench's linearizable read on ZK;
 #              Tessera: its default, linearizable; both over GET_KEYSPACE keys
 #              written beforehand by a separate, unmeasured prefill run)
-# Puts write keys drawn uniformly from PUT_KEYSPACE keys (etcd: --key-space-size).
+# Puts write keys drawn uniformly from PUT_KEYSPACE keys (etcd: --key-space-size). Keys
+# are spelled the same on all three systems: etcd's benchmark writes Go's PutVarint of
+# the key number into an 8-byte buffer, and tessera-bench does the same with
+# --key-format varint, this script's default. With --key-format decimal, tessera-bench's
+# own spelling, a small keyspace's keys share their first bytes and lie in one of
+# Tessera's ranges (etcd's keys are unaffected: the option applies to tessera-bench).
 # Before its workloads each cluster takes WARMUP unmeasured puts from 16 clients (the JVM
 # of ZooKeeper compiles its hot paths; every system gets the same).
 # For each system and workload: ops/s, p50 and p99 latency (µs), and the server CPU per
@@ -34,6 +39,7 @@
 # server PIDs, for CPU per operation) and `cluster.sh stop`.
 #
 #   bench/compare/kv_vs_etcd_zk.sh [--quick] [--only etcd,zk,tessera] [--timeout S]
+#                                  [--key-format varint|decimal]
 #                                  [--dir DIR] [--port-base P]
 #
 # Prints a Markdown table of every figure, then, when Tessera's figures exist, the ratios
@@ -45,17 +51,19 @@ ROOT=$(pwd)
 
 quick=0
 only="etcd,zk,tessera"
+key_format=varint
 timeout_s=""
 base_dir=/tmp
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1; shift ;;
     --only) only=$2; shift 2 ;;
+    --key-format) key_format=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --dir) base_dir=$2; shift 2 ;;
     --port-base) export ANCHORS_PORT_BASE=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--quick] [--only etcd,zk,tessera] [--timeout S] [--dir DIR] [--port-base P]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--only etcd,zk,tessera] [--timeout S] [--dir DIR] [--port-base P] [--key-format varint|decimal]" >&2; exit 2 ;;
     esac
 done
 
@@ -253,21 +261,21 @@ tb_run() { # sys wl pids target: one tessera-bench workload
     esac
     measure "$sys" "$wl" "$pids" "$tmp/$sys-$wl.out" tb -- \
         "$TESSERA_BENCH" "$op" --target "$target" --clients "$c" --conns "$c" --inflight 1 \
-        --total "${TOTAL[$wl]}" --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --keyspace "$ks" \
+        --total "${TOTAL[$wl]}" --key-size "$KEY_SIZE" --key-format "$key_format" --val-size "$VAL_SIZE" --keyspace "$ks" \
         "${cons[@]}" --json
 }
 
 tb_warmup() { # target: unmeasured puts first (ZooKeeper's JIT compiles its hot paths)
     local rc
     bounded "$tmp/warmup.out" "$TESSERA_BENCH" put --target "$1" --clients 16 --conns 16 --inflight 1 \
-        --total "$WARMUP" --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --keyspace "$PUT_KEYSPACE"
+        --total "$WARMUP" --key-size "$KEY_SIZE" --key-format "$key_format" --val-size "$VAL_SIZE" --keyspace "$PUT_KEYSPACE"
     [ "$rc" = 0 ] || log "warm-up failed: $(tail -c 300 "$tmp/warmup.out")"
 }
 
 tb_prefill() { # target: write the GET_KEYSPACE keys read by get-*, outside any measurement
     local rc
     bounded "$tmp/prefill.out" "$TESSERA_BENCH" put --target "$1" --clients 16 --conns 16 --inflight 1 \
-        --total 1 --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --keyspace "$GET_KEYSPACE" --prefill
+        --total 1 --key-size "$KEY_SIZE" --key-format "$key_format" --val-size "$VAL_SIZE" --keyspace "$GET_KEYSPACE" --prefill
     [ "$rc" = 0 ] || { log "prefill failed: $(tail -c 300 "$tmp/prefill.out")"; return 1; }
 }
 
@@ -393,26 +401,30 @@ if [ $have_tessera = 1 ]; then
     echo
     echo "Rows for bench/RESULTS.md:"
     today=$(date -u +%F)
+    keys="8 B keys"
+    [ "$key_format" = varint ] && keys="8 B keys spelled as etcd's benchmark spells them"
+    cmd="bench/compare/kv_vs_etcd_zk.sh"
+    [ "$key_format" = varint ] || cmd="$cmd --key-format $key_format"
     for wl in "${WORKLOADS[@]}"; do
         for a in etcd zk; do
             [[ " ${systems[*]} " == *" $a "* ]] || continue
             [ -n "${OPS[tessera,$wl]:-}" ] && [ -n "${OPS[$a,$wl]:-}" ] || continue
-            printf "| 3-node cluster, %s, 8 B keys, 256 B values: Tessera vs %s (ops/s) | %.0f ops/s | %.0f ops/s | %s | %s | \`bench/compare/kv_vs_etcd_zk.sh\` |\n" \
-                "${LABEL[$wl]}" "${NAME[$a]}" "${OPS[tessera,$wl]}" "${OPS[$a,$wl]}" \
-                "$(ratio "${OPS[tessera,$wl]}" "${OPS[$a,$wl]}")" "$today"
+            printf "| 3-node cluster, %s, %s, 256 B values: Tessera vs %s (ops/s) | %.0f ops/s | %.0f ops/s | %s | %s | \`%s\` |\n" \
+                "${LABEL[$wl]}" "$keys" "${NAME[$a]}" "${OPS[tessera,$wl]}" "${OPS[$a,$wl]}" \
+                "$(ratio "${OPS[tessera,$wl]}" "${OPS[$a,$wl]}")" "$today" "$cmd"
             if [ -n "${P99[tessera,$wl]:-}" ] && [ -n "${P99[$a,$wl]:-}" ]; then
-                printf "| same, p99 latency (µs; ratio: %s / Tessera) | %.0f | %.0f | %s | %s | \`bench/compare/kv_vs_etcd_zk.sh\` |\n" \
-                    "${NAME[$a]%% *}" "${P99[tessera,$wl]}" "${P99[$a,$wl]}" "$(ratio "${P99[$a,$wl]}" "${P99[tessera,$wl]}")" "$today"
+                printf "| same, p99 latency (µs; ratio: %s / Tessera) | %.0f | %.0f | %s | %s | \`%s\` |\n" \
+                    "${NAME[$a]%% *}" "${P99[tessera,$wl]}" "${P99[$a,$wl]}" "$(ratio "${P99[$a,$wl]}" "${P99[tessera,$wl]}")" "$today" "$cmd"
             fi
             if [ -n "${CPU[tessera,$wl]:-}" ] && [ -n "${CPU[$a,$wl]:-}" ]; then
-                printf "| same, server CPU per operation (µs, 3 servers, from /proc; ratio: %s / Tessera) | %s | %s | %s | %s | \`bench/compare/kv_vs_etcd_zk.sh\` |\n" \
-                    "${NAME[$a]%% *}" "${CPU[tessera,$wl]}" "${CPU[$a,$wl]}" "$(ratio "${CPU[$a,$wl]}" "${CPU[tessera,$wl]}")" "$today"
+                printf "| same, server CPU per operation (µs, 3 servers, from /proc; ratio: %s / Tessera) | %s | %s | %s | %s | \`%s\` |\n" \
+                    "${NAME[$a]%% *}" "${CPU[tessera,$wl]}" "${CPU[$a,$wl]}" "$(ratio "${CPU[$a,$wl]}" "${CPU[tessera,$wl]}")" "$today" "$cmd"
             fi
         done
     done
     if [ -n "$FIO_P99" ] && [ -n "${P99[tessera,put-1]:-}" ]; then
         goal=$(awk -v f="$FIO_P99" 'BEGIN { printf "%.1f", 1.5 * f }')
-        printf "| 3-node cluster, put, 1 client: Tessera p99 vs 1.5x fio's 4 KiB write+fdatasync p99 (µs; goal: ratio >= 1) | %.0f | %s (fio p99 %s) | %s | %s | \`bench/compare/kv_vs_etcd_zk.sh\` |\n" \
-            "${P99[tessera,put-1]}" "$goal" "$FIO_P99" "$(ratio "$goal" "${P99[tessera,put-1]}")" "$today"
+        printf "| 3-node cluster, put, 1 client, %s: Tessera p99 vs 1.5x fio's 4 KiB write+fdatasync p99 (µs; goal: ratio >= 1) | %.0f | %s (fio p99 %s) | %s | %s | \`%s\` |\n" \
+            "$keys" "${P99[tessera,put-1]}" "$goal" "$FIO_P99" "$(ratio "$goal" "${P99[tessera,put-1]}")" "$today" "$cmd"
     fi
 fi

@@ -107,6 +107,35 @@ size_t tb_key_format(char *buf, size_t key_size, uint64_t k)
     return key_size;
 }
 
+unsigned tb_varint_len(uint64_t k)
+{
+    uint64_t ux = k << 1; /* zigzag of a non-negative int64 (k < 2^63) */
+    unsigned n = 1;
+    while (ux >= 0x80) {
+        ux >>= 7;
+        n++;
+    }
+    return n;
+}
+
+size_t tb_key_varint(char *buf, size_t key_size, uint64_t k)
+{
+    TS_ASSERT(buf != NULL);
+    TS_ASSERT(k < (UINT64_C(1) << 63));
+    if (tb_varint_len(k) > key_size) {
+        return 0;
+    }
+    uint64_t ux = k << 1;
+    size_t i = 0;
+    while (ux >= 0x80) {
+        buf[i++] = (char)(uint8_t)(ux | 0x80);
+        ux >>= 7;
+    }
+    buf[i++] = (char)(uint8_t)ux;
+    memset(buf + i, 0, key_size - i);
+    return key_size;
+}
+
 size_t tb_zk_path(char *buf, size_t cap, const char *prefix, const void *key, size_t key_len)
 {
     static const char hex[] = "0123456789abcdef";

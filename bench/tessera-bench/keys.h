@@ -1,9 +1,15 @@
 /*
  * keys: which key an operation touches, and how a key is spelled.
  *
- * Key numbers are 0..keyspace-1. A key is its number in decimal, zero-padded to
- * --key-size bytes ("0000000000000042"), so keys sort in number order and every key has
- * the same size. ZooKeeper has no flat keyspace: key k is the znode
+ * Key numbers are 0..keyspace-1. Spelling (--key-format):
+ *   decimal  the number in decimal, zero-padded to --key-size bytes ("0000000000000042"):
+ *            keys sort in number order (they share their first bytes, so on Tessera's
+ *            static layout a small keyspace lies in one range);
+ *   varint   etcd's benchmark tool's spelling (tools/benchmark/cmd/put.go): Go's
+ *            binary.PutVarint of the number (zigzag, then 7 bits a byte, low first),
+ *            zero-padded to --key-size bytes: the first byte varies with the number, so
+ *            keys spread over the keyspace as they do in etcd's benchmark.
+ * Every key has the same size. ZooKeeper has no flat keyspace: key k is the znode
  * "/tessera-bench/<hex of k's bytes>" (one parent holds every key).
  *
  * Distributions:
@@ -60,6 +66,12 @@ uint64_t tb_scramble(uint64_t rank, uint64_t n, uint64_t mult);
 /* Writes key number k as key_size decimal digits, zero-padded, into buf (key_size bytes;
  * no NUL is written). Returns key_size, or 0 when k has more than key_size digits. */
 size_t tb_key_format(char *buf, size_t key_size, uint64_t k);
+
+/* Key number k as etcd's benchmark spells it (see the top), into buf (key_size bytes).
+ * Returns key_size, or 0 when the varint is longer than key_size. */
+size_t tb_key_varint(char *buf, size_t key_size, uint64_t k);
+/* The bytes of k's varint (1..10). */
+unsigned tb_varint_len(uint64_t k);
 
 /* Writes prefix "/" hex(key) and a NUL into buf (cap bytes). Returns the length without
  * the NUL, or 0 when it does not fit. */

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/tessera-bench/keys.h"
 #include "core/util/assert.h"
 
 static const char *const workload_names[] = {"put", "get", "mixed", "txn-cas"};
 static const char *const dist_names[] = {"uniform", "zipfian", "sequential"};
+static const char *const format_names[] = {"decimal", "varint"};
 static const char *const cons_names[] = {"default", "linearizable", "serializable"};
 
 const char *tb_workload_name(enum tb_workload w)
@@ -46,7 +48,8 @@ const char *tb_usage(void)
            "    [--clients N] [--conns N] [--inflight N] [--threads N]\n"
            "    (--total N | --duration S)       (both: whichever comes first)\n"
            "    [--key-size B] [--val-size B] [--keyspace N]\n"
-           "    [--key-dist uniform|zipfian|sequential] [--read-ratio F (mixed)]\n"
+           "    [--key-dist uniform|zipfian|sequential] [--key-format decimal|varint]\n"
+           "    [--read-ratio F (mixed)]\n"
            "    [--rate OPS/S (0: open throttle)] [--consistency linearizable|serializable]\n"
            "    [--timeout-ms MS] [--seed S] [--json] [--prefill]\n";
 }
@@ -175,6 +178,9 @@ static int set_valued(struct tb_opts *o, const char *k, const char *v, bool *hav
     } else if (strcmp(k, "--key-dist") == 0) {
         rc = parse_enum(k, v, dist_names, 3, &e, err, cap);
         o->key_dist = (enum tb_key_dist)e;
+    } else if (strcmp(k, "--key-format") == 0) {
+        rc = parse_enum(k, v, format_names, 2, &e, err, cap);
+        o->key_format = (enum tb_key_format)e;
     } else if (strcmp(k, "--read-ratio") == 0) {
         rc = parse_double(k, v, 0.0, 1.0, &o->read_ratio, err, cap);
     } else if (strcmp(k, "--rate") == 0) {
@@ -234,7 +240,12 @@ static int check(struct tb_opts *o, char *err, size_t cap)
     if (o->read_ratio < 0.0) {
         o->read_ratio = o->workload == TB_WL_MIXED ? 0.5 : 0.0;
     }
-    if (digits(o->keyspace - 1) > o->key_size) {
+    if (o->key_format == TB_KEYS_VARINT && tb_varint_len(o->keyspace - 1) > o->key_size) {
+        return fail(err, cap,
+                    "--key-size %u cannot hold %u-byte varint key numbers (--keyspace %llu)",
+                    o->key_size, tb_varint_len(o->keyspace - 1), (unsigned long long)o->keyspace);
+    }
+    if (o->key_format == TB_KEYS_DECIMAL && digits(o->keyspace - 1) > o->key_size) {
         return fail(err, cap, "--key-size %u cannot hold %u-digit key numbers (--keyspace %llu)",
                     o->key_size, digits(o->keyspace - 1), (unsigned long long)o->keyspace);
     }

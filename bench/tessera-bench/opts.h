@@ -35,6 +35,7 @@
 enum tb_workload { TB_WL_PUT = 0, TB_WL_GET = 1, TB_WL_MIXED = 2, TB_WL_TXN_CAS = 3 };
 enum tb_target { TB_TARGET_TESSERA = 0, TB_TARGET_ZK = 1 };
 enum tb_key_dist { TB_DIST_UNIFORM = 0, TB_DIST_ZIPFIAN = 1, TB_DIST_SEQUENTIAL = 2 };
+enum tb_key_format { TB_KEYS_DECIMAL = 0, TB_KEYS_VARINT = 1 }; /* keys.h */
 /* DEFAULT resolves per target: Tessera's default read is linearizable; ZooKeeper's plain
  * getData is not, so --consistency linearizable adds a sync before each get there. */
 enum tb_consistency { TB_CONS_DEFAULT = 0, TB_CONS_LINEARIZABLE = 1, TB_CONS_SERIALIZABLE = 2 };
@@ -53,6 +54,7 @@ struct tb_opts {
     uint32_t val_size;
     uint64_t keyspace;
     enum tb_key_dist key_dist;
+    enum tb_key_format key_format;
     double read_ratio;               /* mixed: the fraction of gets */
     double rate;                     /* ops/s over the whole run; 0 = open throttle */
     enum tb_consistency consistency; /* never DEFAULT after a successful parse */

@@ -153,7 +153,9 @@ static void choose(struct tb_worker *w, struct tb_op *op, uint64_t n)
         op->kind = TB_OP_CAS;
         break;
     }
-    op->key_len = (uint32_t)tb_key_format(op->key, o->key_size, k);
+    op->key_len =
+        (uint32_t)(o->key_format == TB_KEYS_VARINT ? tb_key_varint(op->key, o->key_size, k)
+                                                   : tb_key_format(op->key, o->key_size, k));
     TS_ASSERT(op->key_len == o->key_size);
     if (op->path != NULL) {
         size_t plen =

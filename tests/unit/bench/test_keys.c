@@ -194,3 +194,44 @@ Test(tb_keys, zipf_frequencies)
     }
     free(count);
 }
+
+/* etcd's benchmark spelling: Go's binary.PutVarint (zigzag, 7 bits a byte, low first),
+ * zero-padded. Expected bytes worked out by hand from encoding/binary's definition. */
+Test(keys, varint_spells_keys_as_etcds_benchmark)
+{
+    static const struct {
+        uint64_t k;
+        uint8_t bytes[8];
+        unsigned len;
+    } cases[] = {
+        {0, {0x00}, 1},
+        {1, {0x02}, 1},
+        {63, {0x7e}, 1},
+        {64, {0x80, 0x01}, 2},
+        {100000, {0xc0, 0x9a, 0x0c}, 3}, /* 200000 = 0x30d40 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[8];
+        memset(buf, 0x55, sizeof buf);
+        cr_assert_eq(tb_varint_len(cases[i].k), cases[i].len);
+        cr_assert_eq(tb_key_varint(buf, 8, cases[i].k), 8);
+        cr_assert_eq(memcmp(buf, cases[i].bytes, 8), 0, "key %llu", (unsigned long long)cases[i].k);
+    }
+    char small[2];
+    cr_assert_eq(tb_key_varint(small, 2, 100000), 0, "three bytes do not fit in two");
+    cr_assert_eq(tb_key_varint(small, 2, 8191), 2);
+    /* Distinct numbers, distinct keys; and their first bytes spread. */
+    char a[8], b[8];
+    unsigned first[256] = {0};
+    for (uint64_t k = 0; k < 100000; k++) {
+        tb_key_varint(a, 8, k);
+        tb_key_varint(b, 8, k + 1);
+        cr_assert_neq(memcmp(a, b, 8), 0);
+        first[(uint8_t)a[0]]++;
+    }
+    unsigned used = 0;
+    for (int i = 0; i < 256; i++) {
+        used += first[i] > 0;
+    }
+    cr_assert_geq(used, 128, "first bytes used: %u", used);
+}
