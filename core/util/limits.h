@@ -267,8 +267,11 @@ _Static_assert(TS_SHARD_NODE_STOP_MS_DEFAULT <= TS_SHARD_NODE_STOP_MS_MAX,
 #define TS_HOST_RANGES_MAX 4096u
 /* Raft's tick; with 10 ticks per election timeout a failed leader is replaced in 1-2 s. */
 #define TS_HOST_TICK_MS_DEFAULT 100u
-/* Applied entries between two B-tree checkpoints of a shard. */
-#define TS_HOST_CHECKPOINT_ENTRIES 50000u
+/* Applied entries between two B-tree checkpoints of a shard (etcd's --snapshot-count
+ * default). A checkpoint still blocks its shard while it writes the dirty pages: at
+ * 1,000 clients on one range, 100,000 halves the 1,000-client p99 of 50,000 (the stalls
+ * come half as often); the fix is a checkpoint written in the background. */
+#define TS_HOST_CHECKPOINT_ENTRIES 100000u
 /* Entries kept in a group's log behind the last checkpoint, so that a follower that
  * lags a little catches up by log; one further behind gets a snapshot. */
 #define TS_HOST_LOG_RETAIN_ENTRIES 10000u

@@ -20,7 +20,7 @@
  * reads the same options from lines "option = value" (the names without "--").
  *
  * Tuning: --checkpoint-entries N (applied entries between B-tree checkpoints, default
- * 50,000) and --log-retain-entries N (entries each group's log keeps behind a checkpoint
+ * 100,000) and --log-retain-entries N (entries each group's log keeps behind a checkpoint
  * for followers that lag a little; one further behind gets a snapshot; default 10,000).
  *
  * It prints "tesserad: listening on IP:PORT with N shards" once every shard listens (and
