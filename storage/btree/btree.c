@@ -273,7 +273,9 @@ static int read_page(struct btree *t, uint64_t pno, uint8_t *buf)
     char why[160];
     rc = btp_verify(buf, t->page_bytes, BTP_TYPE_ANY, pno, why, sizeof(why));
     if (rc != 0) {
-        return corrupt(t, why, pno);
+        /* btp_verify's reason names the page already ("page N: ..."). */
+        snprintf(t->why, sizeof(t->why), "btree: corrupt file %s: %s", t->cfg.path, why);
+        return TS_ECORRUPT;
     }
     t->misses++;
     return 0;
